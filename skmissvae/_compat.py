@@ -1,0 +1,5 @@
+"""The one home of imports from scikit-learn's private modules (they move between releases)."""
+
+from sklearn.utils._param_validation import Interval, StrOptions
+
+__all__ = ["Interval", "StrOptions"]

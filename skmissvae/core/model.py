@@ -1,0 +1,159 @@
+"""The VAE: standard-normal prior, (mixture) encoder, factorised decoder -> log-weights.
+
+``MissingDataVAE`` holds the networks and turns a batch ``(x_filled, observed)`` into
+variational distributions and log-weights ``log p(x_o, z) - log sg q(z)``;
+``finite_mixture_objective`` composes sampling and the bounds of
+``skmissvae.core.objectives`` into the per-row training objective of the six
+finite-mixture methods (MVAE, MIWAE, MissVAE, MissSVAE, MissIWAE, MissSIWAE).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import objectives
+from .families import DiagNormal, NormalMixture
+from .likelihoods import SCALE_FLOOR, GaussianLikelihood
+from .networks import ResidualMLP
+
+__all__ = ["MissingDataVAE", "finite_mixture_objective", "standard_normal_log_prob"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """Prior ``log N(z; 0, I)``: ``[..., d] -> [...]``."""
+    return -0.5 * (z**2).sum(-1) - 0.5 * z.shape[-1] * _LOG_2PI
+
+
+class MissingDataVAE(nn.Module):
+    """VAE for incomplete data with a ``K``-component diagonal-Gaussian encoder.
+
+    Parameters
+    ----------
+    n_features : int
+        ``D``.
+    latent_dim : int
+        ``d``.
+    n_components : int
+        ``K``; with ``K=1`` the encoder is a plain diagonal Gaussian.
+    width, n_blocks, dropout : network size (see ``ResidualMLP``).
+    encoder_uses_mask : bool
+        Feed ``concat([x_filled, observed])`` (True) or ``x_filled`` alone to the encoder.
+    generator : torch.Generator, optional
+        Source of the initial weights.
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        latent_dim: int,
+        n_components: int = 1,
+        width: int = 256,
+        n_blocks: int = 2,
+        dropout: float = 0.0,
+        encoder_uses_mask: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_features = n_features
+        self.latent_dim = latent_dim
+        self.n_components = n_components
+        self.encoder_uses_mask = encoder_uses_mask
+        self.likelihood = GaussianLikelihood()
+        n_in = 2 * n_features if encoder_uses_mask else n_features
+        n_out = n_components * 2 * latent_dim + (n_components if n_components > 1 else 0)
+        self.encoder = ResidualMLP(n_in, n_out, width, n_blocks, dropout, generator)
+        self.decoder = ResidualMLP(
+            latent_dim, self.likelihood.n_params * n_features, width, n_blocks, dropout, generator
+        )
+
+    def encode(
+        self, x_filled: Tensor, observed: Tensor, generator: torch.Generator | None = None
+    ) -> DiagNormal | NormalMixture:
+        """``q(z | x_o)`` for a batch ``[B, D]``: DiagNormal (K=1) or NormalMixture."""
+        inputs = torch.cat([x_filled, observed.to(x_filled.dtype)], -1) if self.encoder_uses_mask else x_filled
+        h = self.encoder(inputs, generator)
+        batch, k, d = x_filled.shape[:-1], self.n_components, self.latent_dim
+        params = h[..., : 2 * k * d].reshape(*batch, k, 2 * d)
+        loc, scale = params[..., :d], F.softplus(params[..., d:]) + SCALE_FLOOR
+        if k == 1:
+            return DiagNormal(loc.squeeze(-2), scale.squeeze(-2))
+        return NormalMixture(h[..., 2 * k * d :], loc, scale)
+
+    def decode(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Raw decoder output ``[..., B, n_params * D]`` for latents ``[..., B, d]``."""
+        return self.decoder(z, generator)
+
+    def log_joint(
+        self, x_filled: Tensor, observed: Tensor, z: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``log p(x_o | z) + log p(z)``: latents ``[..., B, d]`` -> ``[..., B]``."""
+        h = self.decode(z, generator)
+        return self.likelihood.log_prob(x_filled, observed, h) + standard_normal_log_prob(z)
+
+    def log_weights(
+        self,
+        x_filled: Tensor,
+        observed: Tensor,
+        z: Tensor,
+        q: DiagNormal | NormalMixture,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """STL log-weights ``log p(x_o, z) - log sg(q)(z)``: ``[..., B, d] -> [..., B]``."""
+        return self.log_joint(x_filled, observed, z, generator) - q.detach().log_prob(z)
+
+
+def finite_mixture_objective(
+    model: MissingDataVAE,
+    x_filled: Tensor,
+    observed: Tensor,
+    *,
+    objective: str = "iwelbo",
+    sampling: str = "stratified",
+    n_particles: int = 5,
+    dreg: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Per-row training objective of MVAE/MIWAE/MissVAE/MissSVAE/MissIWAE/MissSIWAE.
+
+    Parameters
+    ----------
+    objective : {"elbo", "iwelbo"}
+    sampling : {"ancestral", "stratified"}
+        Ignored when the encoder has one component.
+    n_particles : int
+        Latent draws per row; stratified sampling draws ``n_particles // K`` per component.
+    dreg : bool
+        Doubly-reparameterised encoder gradients (Tucker et al., 2018) for ``"iwelbo"``
+        with a single-component or ancestral encoder.
+
+    Returns
+    -------
+    Tensor ``[B]``
+    """
+    q = model.encode(x_filled, observed, generator)
+    if isinstance(q, NormalMixture) and sampling == "stratified":
+        per_component = n_particles // q.n_components
+        z = q.rsample_stratified((per_component,), generator)  # [I, K, B, d]
+        log_w = model.log_weights(x_filled, observed, z, q, generator)  # [I, K, B]
+        bound = objectives.stratified_iwelbo if objective == "iwelbo" else objectives.stratified_elbo
+        return bound(log_w, q.log_weights)
+
+    if isinstance(q, NormalMixture):
+        z = q.rsample_ancestral((n_particles,), generator)  # [S, B, d]
+    else:
+        z = q.rsample((n_particles,), generator)  # [S, B, d]
+    log_w = model.log_weights(x_filled, observed, z, q, generator)  # [S, B]
+    if objective == "elbo":
+        return objectives.elbo(log_w)
+    if dreg and z.requires_grad:
+        # DReG: scale the path gradient reaching z_i by its normalised weight once more,
+        # turning the STL weights w~_i into w~_i**2 (Tucker et al., 2018, eq. 6).
+        weights = torch.softmax(log_w.detach(), dim=0).unsqueeze(-1)  # [S, B, 1]
+        z.register_hook(lambda grad: grad * weights)
+    return objectives.iwelbo(log_w)

@@ -1,0 +1,234 @@
+"""Validated training configuration and the training loop.
+
+The loop is generic: it maximises the batch mean of any per-row objective
+``objective_fn(x_filled, observed, rows, generator) -> [B]`` over in-memory tensors, with
+Adam (amsgrad), an optional cosine schedule, global gradient-norm clipping, mini-batches by
+index permutation, and early stopping on a validation split that restores the best weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["TrainingConfig", "TrainingResult", "train", "NonFiniteLossError"]
+
+# (x_filled [B, D], observed [B, D], rows [B] indices into the training set, generator) -> [B]
+ObjectiveFn = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced non-finite losses from the first steps on: nothing to restore."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of ``train``; validated on construction.
+
+    Attributes
+    ----------
+    max_epochs : int
+        Passes over the training rows.
+    batch_size : int
+        Rows per step (capped at the number of training rows).
+    learning_rate : float
+        Adam's initial step size.
+    lr_schedule : {"cosine", "constant"}
+        Cosine annealing to 0 over ``max_epochs`` or a constant rate.
+    clip_grad_norm : float or None
+        Global gradient-norm threshold.
+    validation_fraction : float
+        Share of rows held out for early stopping (0 disables early stopping).
+    n_iter_no_change : int
+        Epochs without an improvement of more than ``tol`` before stopping.
+    tol : float
+        Minimum improvement of the validation objective (nats per row).
+    max_non_finite_steps : int
+        Consecutive non-finite losses tolerated (each is skipped) before training stops.
+    verbose : int
+        0 silent, >= 1 one line per epoch.
+    """
+
+    max_epochs: int = 100
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    clip_grad_norm: Optional[float] = 5.0
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 10
+    tol: float = 1e-3
+    max_non_finite_steps: int = 20
+    verbose: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_epochs": self.max_epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "lr_schedule": self.lr_schedule in ("cosine", "constant"),
+            "clip_grad_norm": self.clip_grad_norm is None or self.clip_grad_norm > 0,
+            "validation_fraction": 0 <= self.validation_fraction < 1,
+            "n_iter_no_change": self.n_iter_no_change >= 1,
+            "tol": self.tol >= 0,
+            "max_non_finite_steps": self.max_non_finite_steps >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"Invalid training settings: {', '.join(bad)}.")
+
+
+@dataclass
+class TrainingResult:
+    """What ``train`` observed: per-epoch curves and how it stopped."""
+
+    loss_curve: list[float] = field(default_factory=list)
+    validation_scores: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    n_epochs: int = 0
+    stopped_early: bool = False
+    n_non_finite_steps: int = 0
+    fit_time: float = 0.0
+
+
+def split_rows(n_rows: int, validation_fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Random train/validation row indices; no validation rows when too few rows."""
+    perm = torch.randperm(n_rows, generator=generator, device=generator.device)
+    n_val = int(math.floor(validation_fraction * n_rows))
+    if n_val < 1 or n_rows - n_val < 1:
+        return perm, perm[:0]
+    return perm[n_val:], perm[:n_val]
+
+
+def _evaluate(objective_fn, x, observed, rows, batch_size, seed) -> float:
+    # A fixed seed gives every epoch the same Monte-Carlo noise (common random numbers),
+    # so validation scores differ only through the parameters.
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            idx = rows[start : start + batch_size]
+            total += objective_fn(x[idx], observed[idx], idx, generator).sum().item()
+    return total / len(rows)
+
+
+def train(
+    model: nn.Module,
+    objective_fn: ObjectiveFn,
+    x_filled: Tensor,
+    observed: Tensor,
+    config: TrainingConfig,
+    generator: torch.Generator,
+    parameters: Optional[list[nn.Parameter]] = None,
+    backward_fn: Optional[Callable[[Tensor], None]] = None,
+    epoch_start_fn: Optional[Callable[[int], None]] = None,
+) -> TrainingResult:
+    """Maximise ``mean(objective_fn(...))`` over ``x_filled`` ``[N, D]``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place; holds the best validation weights on return.
+    objective_fn : callable
+        Per-row objective (higher is better), see ``ObjectiveFn``.
+    x_filled, observed : Tensor ``[N, D]``
+        Zero-filled data and its boolean observed-mask, on the training device.
+    config : TrainingConfig
+    generator : torch.Generator
+        The only source of randomness (split, batches, Monte-Carlo draws).
+    parameters : list of nn.Parameter, optional
+        What the optimiser updates (default: all of ``model``).
+    backward_fn : callable, optional
+        ``backward_fn(per_row_objective)`` replaces ``(-objective.mean()).backward()``, for
+        objectives whose parts must reach different parameters (DeMissVAE).
+    epoch_start_fn : callable, optional
+        Called with the epoch index (from 0) before each epoch.
+    """
+    start_time = time.perf_counter()
+    params = list(model.parameters()) if parameters is None else parameters
+    train_rows, val_rows = split_rows(len(x_filled), config.validation_fraction, generator)
+    batch_size = min(config.batch_size, len(train_rows))
+    steps_per_epoch = math.ceil(len(train_rows) / batch_size)
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate, amsgrad=True)
+    total_steps = config.max_epochs * steps_per_epoch
+    scheduler = None
+    if config.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        )
+    val_seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
+    result = TrainingResult()
+    best_score, best_state, since_best, non_finite_run = -math.inf, None, 0, 0
+
+    for epoch in range(config.max_epochs):
+        if epoch_start_fn is not None:
+            epoch_start_fn(epoch)
+        model.train()
+        perm = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
+        epoch_loss, n_finite = 0.0, 0
+        for start in range(0, len(perm), batch_size):
+            idx = perm[start : start + batch_size]
+            per_row = objective_fn(x_filled[idx], observed[idx], idx, generator)
+            loss = -per_row.mean()
+            if not torch.isfinite(loss):
+                # Skip the step: a non-finite loss would poison Adam's moments for good.
+                optimizer.zero_grad(set_to_none=True)
+                result.n_non_finite_steps += 1
+                non_finite_run += 1
+                if non_finite_run >= config.max_non_finite_steps:
+                    break
+                continue
+            non_finite_run = 0
+            optimizer.zero_grad(set_to_none=True)
+            if backward_fn is None:
+                loss.backward()
+            else:
+                backward_fn(per_row)
+            if config.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            epoch_loss += loss.item() * len(idx)
+            n_finite += len(idx)
+        result.n_epochs = epoch + 1
+        result.loss_curve.append(epoch_loss / max(n_finite, 1) if n_finite else math.nan)
+
+        model.eval()
+        if len(val_rows):
+            score = _evaluate(objective_fn, x_filled, observed, val_rows, 4 * batch_size, val_seed)
+        else:
+            score = -result.loss_curve[-1]
+        result.validation_scores.append(score)
+        if math.isfinite(score) and score > best_score + config.tol:
+            best_score, since_best, result.best_epoch = score, 0, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+        if config.verbose:
+            elapsed = time.perf_counter() - start_time
+            print(
+                f"epoch {epoch + 1:4d}  loss {result.loss_curve[-1]:.4f}  "
+                f"validation {score:.4f}  best {best_score:.4f}  {elapsed:.1f}s",
+                flush=True,
+            )
+        if non_finite_run >= config.max_non_finite_steps:
+            break
+        if len(val_rows) and since_best >= config.n_iter_no_change:
+            result.stopped_early = True
+            break
+
+    if best_state is None:
+        raise NonFiniteLossError(
+            "Training produced no finite objective value; lower learning_rate or check the "
+            "scale of the data."
+        )
+    model.load_state_dict(best_state)
+    model.eval()
+    result.fit_time = time.perf_counter() - start_time
+    return result

@@ -1,0 +1,6 @@
+"""Synthetic data with known densities and missingness generators (numpy only)."""
+
+from ._missingness import make_mcar
+from ._mog import MixtureOfGaussians, make_mixture_of_gaussians
+
+__all__ = ["MixtureOfGaussians", "make_mcar", "make_mixture_of_gaussians"]

@@ -1,0 +1,5 @@
+"""scikit-learn estimators: the VAE imputers."""
+
+from ._mixture_vae import METHODS, MixtureVAEImputer
+
+__all__ = ["METHODS", "MixtureVAEImputer"]
