@@ -127,6 +127,7 @@ def train(
     parameters: Optional[list[nn.Parameter]] = None,
     backward_fn: Optional[Callable[[Tensor], None]] = None,
     epoch_start_fn: Optional[Callable[[int], None]] = None,
+    epoch_end_fn: Optional[Callable[[dict], Optional[bool]]] = None,
 ) -> TrainingResult:
     """Maximise ``mean(objective_fn(...))`` over ``x_filled`` ``[N, D]``.
 
@@ -148,6 +149,9 @@ def train(
         objectives whose parts must reach different parameters (DeMissVAE).
     epoch_start_fn : callable, optional
         Called with the epoch index (from 0) before each epoch.
+    epoch_end_fn : callable, optional
+        Called after each epoch with ``{"epoch", "loss", "validation_score", "elapsed"}``
+        (epochs from 1); returning True stops training (the best weights are restored).
     """
     start_time = time.perf_counter()
     params = list(model.parameters()) if parameters is None else parameters
@@ -219,6 +223,11 @@ def train(
             )
         if non_finite_run >= config.max_non_finite_steps:
             break
+        if epoch_end_fn is not None:
+            info = {"epoch": epoch + 1, "loss": result.loss_curve[-1], "validation_score": score,
+                    "elapsed": time.perf_counter() - start_time}
+            if epoch_end_fn(info):
+                break
         if len(val_rows) and since_best >= config.n_iter_no_change:
             result.stopped_early = True
             break

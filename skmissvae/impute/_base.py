@@ -71,6 +71,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "callbacks": [list, None],
     }
 
     # -- what subclasses provide ------------------------------------------------------
@@ -124,10 +125,10 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.best_iteration_ = result.best_epoch + 1
         self.n_iter_ = result.n_epochs
         self.fit_time_ = result.fit_time
-        if self.early_stopping and not result.stopped_early and self.n_iter_ == self.max_iter:
+        if self.n_iter_ == self.max_iter and self.best_iteration_ == self.n_iter_:
             warnings.warn(
-                f"{type(self).__name__} reached max_iter={self.max_iter} epochs before early "
-                "stopping fired; consider increasing max_iter.",
+                f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
+                "validation objective was still improving; consider increasing max_iter.",
                 ConvergenceWarning,
             )
         return self
@@ -227,6 +228,13 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     # -- helpers ----------------------------------------------------------------------
     def _check_params(self) -> None:
         """Cross-parameter checks that ``_parameter_constraints`` cannot express."""
+
+    def _epoch_end(self, info: dict):
+        """Pass epoch summaries to the user's callbacks; any True return stops training."""
+        stop = False
+        for callback in self.callbacks or ():
+            stop = bool(callback(self, info)) or stop
+        return stop
 
     def _training_config(self) -> TrainingConfig:
         return TrainingConfig(

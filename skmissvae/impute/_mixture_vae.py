@@ -86,6 +86,10 @@ class MixtureVAEImputer(BaseVAEImputer):
         every later call. torch's and numpy's global generators are never touched.
     verbose : int, default=0
         0 is silent; 1 prints one line per epoch.
+    callbacks : list of callable, default=None
+        Each is called after every epoch as ``callback(imputer, info)`` with
+        ``info = {"epoch", "loss", "validation_score", "elapsed"}``, while ``imputer.model_``
+        holds the current weights; a callback returning True stops training.
 
     Attributes
     ----------
@@ -184,6 +188,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         device="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.n_components = n_components
         self.objective = objective
@@ -208,6 +213,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _stratified(self) -> bool:
         return self.n_components > 1 and self.sampling == "stratified"
@@ -247,7 +253,10 @@ class MixtureVAEImputer(BaseVAEImputer):
                 generator=gen,
             )
 
-        return train(self.model_, objective, x, observed, self._training_config(), generator)
+        return train(
+            self.model_, objective, x, observed, self._training_config(), generator,
+            epoch_end_fn=self._epoch_end,
+        )
 
     def _samples_per_row(self, method: str) -> int:
         return self.n_score_samples if method == "score" else self.n_impute_samples

@@ -1,0 +1,30 @@
+# Set-up and everyday commands. Each target creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch is installed first and pinned: an unpinned torch pulls CUDA wheels.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: demo test venv bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e ".[test]" $(TORCH_PIN)
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv  ## fit an imputer on the embedded default data set
+	$(PY) -m skmissvae demo
+
+test: venv  ## run the test suite
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: venv  ## full benchmarks (minutes to hours; not part of CI)
+	$(PY) benchmarks/mog.py
+	$(PY) benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

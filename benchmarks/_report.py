@@ -1,0 +1,26 @@
+"""Small helpers shared by the benchmark scripts: Markdown tables and result headers."""
+
+from __future__ import annotations
+
+import platform
+import sys
+
+import pandas as pd
+import torch
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
+    """A pipe table of ``frame`` (index included) without the optional tabulate package."""
+    frame = frame.reset_index()
+    cells = [[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    return "\n".join([header, rule] + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
+def header(title: str, command: str) -> str:
+    return (
+        f"# {title}\n\nCommand: `{command}`  \n"
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, Python {sys.version.split()[0]}\n\n"
+    )

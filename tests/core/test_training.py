@@ -1,0 +1,325 @@
+"""Tests of the validated training configuration and the training loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from skmissvae.core.model import MissingDataVAE, finite_mixture_objective
+from skmissvae.core.training import NonFiniteLossError, TrainingConfig, split_rows, train
+
+DTYPE = torch.float64
+
+
+def _generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_default_config_is_valid_and_frozen():
+    config = TrainingConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.max_epochs = 3
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"max_epochs": 0},
+        {"batch_size": 0},
+        {"learning_rate": 0.0},
+        {"learning_rate": -1e-3},
+        {"learning_rate": math.nan},
+        {"lr_schedule": "linear"},
+        {"clip_grad_norm": 0.0},
+        {"clip_grad_norm": -1.0},
+        {"validation_fraction": -0.1},
+        {"validation_fraction": 1.0},
+        {"n_iter_no_change": 0},
+        {"tol": -1e-3},
+        {"tol": math.nan},
+        {"max_non_finite_steps": 0},
+    ],
+    ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()),
+)
+def test_config_rejects_bad_settings(setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        TrainingConfig(**setting)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"max_epochs": 2.5}, {"batch_size": 16.5}],
+    ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()),
+)
+def test_config_rejects_non_integer_counts(setting):
+    # Accepted, these fail later inside ``train`` with a TypeError from ``range`` (far from
+    # the mistake); a config that is validated on construction should reject them at once.
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        TrainingConfig(**setting)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"clip_grad_norm": None}, {"validation_fraction": 0.0}, {"lr_schedule": "constant"}, {"tol": 0.0}],
+)
+def test_config_accepts_boundary_settings(setting):
+    TrainingConfig(**setting)
+
+
+def test_split_rows_partitions_the_rows():
+    train_rows, val_rows = split_rows(50, 0.2, _generator())
+    assert len(val_rows) == 10 and len(train_rows) == 40
+    assert sorted(torch.cat([train_rows, val_rows]).tolist()) == list(range(50))
+    train_rows, val_rows = split_rows(3, 0.2, _generator())  # too few rows for a validation split
+    assert len(val_rows) == 0 and sorted(train_rows.tolist()) == [0, 1, 2]
+
+
+# -- a one-parameter "model" whose trajectory under Adam is known --------------------------
+
+
+class Scalar(nn.Module):
+    def __init__(self, value=0.0):
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor([value], dtype=DTYPE))
+
+
+def _rows(n):
+    x = torch.zeros(n, 2, dtype=DTYPE)
+    return x, torch.ones(n, 2, dtype=torch.bool)
+
+
+def test_early_stopping_restores_the_best_weights():
+    """Training pushes theta up forever; validation prefers theta = 1: stop and roll back."""
+    model = Scalar()
+    seen = []  # theta at each validation pass (one per epoch)
+
+    def objective(x, observed, rows, generator):
+        if model.training:
+            return model.theta.expand(len(x))  # Adam moves theta by +lr per step
+        seen.append(model.theta.item())
+        return -((model.theta - 1.0) ** 2).expand(len(x))
+
+    config = TrainingConfig(
+        max_epochs=100, batch_size=64, learning_rate=0.1, lr_schedule="constant", clip_grad_norm=None,
+        validation_fraction=0.25, n_iter_no_change=3, tol=0.0,
+    )
+    result = train(model, objective, *_rows(20), config, _generator())
+    assert result.stopped_early
+    assert len(seen) == result.n_epochs == len(result.validation_scores) == len(result.loss_curve)
+    best = max(range(len(seen)), key=lambda e: result.validation_scores[e])
+    assert result.best_epoch == best == 9  # theta = 0.1 * epochs, best at theta = 1
+    assert result.n_epochs == result.best_epoch + 1 + config.n_iter_no_change
+    assert model.theta.item() == seen[result.best_epoch]
+    assert model.theta.item() != seen[-1]
+    assert math.isclose(model.theta.item(), 1.0, abs_tol=1e-6)
+    assert not model.training
+
+
+def test_without_validation_training_runs_all_epochs():
+    model = Scalar()
+    config = TrainingConfig(
+        max_epochs=7, batch_size=5, learning_rate=0.1, lr_schedule="constant", validation_fraction=0.0, tol=0.0
+    )
+    result = train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(10), config, _generator())
+    assert result.n_epochs == 7 and not result.stopped_early
+    assert math.isclose(model.theta.item(), 0.1 * 14, rel_tol=1e-6)  # 2 steps per epoch
+
+
+def test_cosine_schedule_anneals_the_learning_rate_to_zero():
+    model = Scalar()
+    n_steps = 12
+    config = TrainingConfig(
+        max_epochs=n_steps, batch_size=64, learning_rate=0.1, lr_schedule="cosine", validation_fraction=0.0, tol=0.0
+    )
+    train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(10), config, _generator())
+    expected = sum(0.1 * 0.5 * (1 + math.cos(math.pi * t / n_steps)) for t in range(n_steps))
+    assert math.isclose(model.theta.item(), expected, rel_tol=1e-6)
+
+
+def test_every_training_row_is_visited_once_per_epoch():
+    model = Scalar()
+    train_calls, val_calls = [], []
+
+    def objective(x, observed, rows, generator):
+        (train_calls if model.training else val_calls).append(rows.clone())
+        return model.theta.expand(len(x))
+
+    config = TrainingConfig(max_epochs=3, batch_size=4, validation_fraction=0.2, n_iter_no_change=5)
+    train(model, objective, *_rows(25), config, _generator())
+    assert [len(r) for r in train_calls[:5]] == [4, 4, 4, 4, 4]  # 20 training rows, batches of 4
+    validation = torch.cat(val_calls[:1])
+    assert len(validation) == 5
+    for epoch in range(3):
+        rows = torch.cat(train_calls[5 * epoch : 5 * (epoch + 1)])
+        assert sorted(rows.tolist()) == sorted(set(range(25)) - set(validation.tolist()))
+    # Mini-batches are reshuffled between epochs.
+    assert not torch.equal(torch.cat(train_calls[:5]), torch.cat(train_calls[5:10]))
+
+
+def test_batch_size_is_capped_at_the_number_of_training_rows():
+    model = Scalar()
+    sizes = []
+
+    def objective(x, observed, rows, generator):
+        if model.training:
+            sizes.append(len(x))
+        return model.theta.expand(len(x))
+
+    train(model, objective, *_rows(10), TrainingConfig(max_epochs=2, batch_size=1000, validation_fraction=0.0), _generator())
+    assert sizes == [10, 10]
+
+
+def test_parameters_and_backward_fn_select_what_is_trained():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.zeros(1, dtype=DTYPE))
+            self.b = nn.Parameter(torch.zeros(1, dtype=DTYPE))
+
+    config = TrainingConfig(max_epochs=3, lr_schedule="constant", learning_rate=0.1, validation_fraction=0.0, tol=0.0)
+    model = Two()
+    objective = lambda x, o, r, g: (model.a + model.b).expand(len(x))  # noqa: E731
+    train(model, objective, *_rows(8), config, _generator(), parameters=[model.a])
+    assert model.a.item() > 0.2 and model.b.item() == 0.0
+
+    model = Two()
+    calls = []
+
+    def backward_fn(per_row):
+        calls.append(per_row.shape)
+        (-per_row.mean()).backward(inputs=[model.b])
+
+    train(model, objective, *_rows(8), config, _generator(), backward_fn=backward_fn)
+    assert calls == [(8,)] * 3
+    assert model.a.item() == 0.0 and model.b.item() > 0.2
+
+
+def test_epoch_callbacks():
+    model = Scalar()
+    started, ended = [], []
+
+    def on_end(info):
+        ended.append(info)
+        return info["epoch"] == 4  # ask to stop after the fourth epoch
+
+    config = TrainingConfig(max_epochs=10, lr_schedule="constant", validation_fraction=0.0, tol=0.0)
+    result = train(
+        model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(8), config, _generator(),
+        epoch_start_fn=started.append, epoch_end_fn=on_end,
+    )
+    assert started == [0, 1, 2, 3]
+    assert [info["epoch"] for info in ended] == [1, 2, 3, 4]
+    assert {"epoch", "loss", "validation_score", "elapsed"} <= set(ended[0])
+    assert result.n_epochs == 4
+    assert ended[-1]["loss"] == result.loss_curve[-1]
+
+
+# -- non-finite objectives -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("validation_fraction", [0.0, 0.25])
+def test_non_finite_objective_from_the_start_raises(validation_fraction):
+    model = Scalar()
+    calls = []
+
+    def objective(x, observed, rows, generator):
+        calls.append(model.training)
+        return model.theta.expand(len(x)) * math.nan
+
+    config = TrainingConfig(max_epochs=50, batch_size=2, validation_fraction=validation_fraction, max_non_finite_steps=3)
+    with pytest.raises(NonFiniteLossError):
+        train(model, objective, *_rows(12), config, _generator())
+    assert sum(calls) == 3  # training stops after max_non_finite_steps consecutive failures
+    assert model.theta.item() == 0.0
+
+
+def test_occasional_non_finite_steps_are_skipped_and_counted():
+    model = Scalar()
+    n_calls = [0]
+
+    def objective(x, observed, rows, generator):
+        n_calls[0] += 1
+        bad = n_calls[0] % 4 == 0  # every fourth training step
+        return model.theta.expand(len(x)) + (math.inf if bad else 0.0)
+
+    config = TrainingConfig(
+        max_epochs=6, batch_size=5, learning_rate=0.1, lr_schedule="constant", clip_grad_norm=None,
+        validation_fraction=0.0, tol=0.0, max_non_finite_steps=2,
+    )
+    result = train(model, objective, *_rows(10), config, _generator())
+    assert n_calls[0] == 12
+    assert result.n_non_finite_steps == 3
+    assert result.n_epochs == 6
+    assert all(math.isfinite(v) for v in result.loss_curve)
+    # Skipped steps leave theta alone: 9 Adam steps of size lr.
+    assert math.isclose(model.theta.item(), 0.9, rel_tol=1e-6)
+
+
+def test_a_run_of_non_finite_steps_stops_and_restores_the_last_good_weights():
+    model = Scalar()
+    n_calls = [0]
+
+    def objective(x, observed, rows, generator):
+        n_calls[0] += 1
+        return model.theta.expand(len(x)) + (math.nan if n_calls[0] > 4 else 0.0)
+
+    config = TrainingConfig(
+        max_epochs=50, batch_size=5, learning_rate=0.1, lr_schedule="constant", validation_fraction=0.0,
+        tol=0.0, max_non_finite_steps=3,
+    )
+    result = train(model, objective, *_rows(10), config, _generator())
+    assert result.n_non_finite_steps == 3
+    assert result.n_epochs < 50
+    assert math.isclose(model.theta.item(), 0.4, rel_tol=1e-6)
+
+
+# -- a tiny VAE --------------------------------------------------------------------------
+
+
+def _tiny_data(n_rows=96):
+    g = _generator(10)
+    z = torch.randn(n_rows, 1, generator=g)
+    x = torch.cat([z, -z, 0.5 * z], 1) + 0.1 * torch.randn(n_rows, 3, generator=g) + 2.0
+    observed = torch.rand(n_rows, 3, generator=g) < 0.7
+    observed[:, 0] = True
+    return torch.where(observed, x, torch.zeros_like(x)), observed
+
+
+def _fit_tiny_vae(seed, max_epochs=15, n_components=1):
+    x_filled, observed = _tiny_data()
+    model = MissingDataVAE(3, 1, n_components=n_components, width=16, n_blocks=1, generator=_generator(0))
+
+    def objective(x, o, rows, generator):
+        return finite_mixture_objective(model, x, o, objective="iwelbo", sampling="ancestral", n_particles=3, generator=generator)
+
+    config = TrainingConfig(max_epochs=max_epochs, batch_size=32, learning_rate=1e-2, validation_fraction=0.0, tol=0.0)
+    result = train(model, objective, x_filled, observed, config, _generator(seed))
+    return model, result
+
+
+def test_training_a_tiny_vae_decreases_the_loss():
+    _, result = _fit_tiny_vae(seed=1)
+    assert result.n_epochs == 15
+    assert result.loss_curve[-1] < result.loss_curve[0] - 1.0
+    assert result.fit_time > 0
+
+
+def test_training_is_reproducible_and_leaves_global_rng_alone():
+    state = torch.random.get_rng_state()
+    model_a, result_a = _fit_tiny_vae(seed=3, max_epochs=3, n_components=2)
+    model_b, result_b = _fit_tiny_vae(seed=3, max_epochs=3, n_components=2)
+    model_c, result_c = _fit_tiny_vae(seed=4, max_epochs=3, n_components=2)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert result_a.loss_curve == result_b.loss_curve
+    for (key, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert torch.equal(a, b), key
+    assert result_a.loss_curve != result_c.loss_curve
