@@ -5,8 +5,15 @@ score them, following Simkus & Gutmann, "Improving Variational Autoencoder Estim
 Incomplete Data with Mixture Variational Families" (TMLR 2024).
 """
 
-from .impute import METHODS, MixtureVAEImputer
-
 __version__ = "0.1.0"
 
 __all__ = ["METHODS", "MixtureVAEImputer", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy (PEP 562): ``import skmissvae.core`` must not pull in scikit-learn.
+    if name in __all__:
+        from . import impute
+
+        return getattr(impute, name)
+    raise AttributeError(f"module 'skmissvae' has no attribute {name!r}")

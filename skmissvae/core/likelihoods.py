@@ -52,7 +52,8 @@ class BernoulliLikelihood:
     n_params = 1
 
     def log_prob_elementwise(self, x_filled: Tensor, h: Tensor) -> Tensor:
-        return -F.binary_cross_entropy_with_logits(h, x_filled, reduction="none")
+        # x log sigmoid(h) + (1 - x) log sigmoid(-h), broadcasting over particle dims.
+        return x_filled * h - F.softplus(h)
 
     def log_prob(self, x_filled: Tensor, observed: Tensor, h: Tensor) -> Tensor:
         return (self.log_prob_elementwise(x_filled, h) * observed).sum(-1)

@@ -139,6 +139,11 @@ def finite_mixture_objective(
     q = model.encode(x_filled, observed, generator)
     if isinstance(q, NormalMixture) and sampling == "stratified":
         per_component = n_particles // q.n_components
+        if per_component < 1 or n_particles % q.n_components:
+            raise ValueError(
+                f"Stratified sampling needs n_particles ({n_particles}) to be a positive "
+                f"multiple of the number of components ({q.n_components})."
+            )
         z = q.rsample_stratified((per_component,), generator)  # [I, K, B, d]
         log_w = model.log_weights(x_filled, observed, z, q, generator)  # [I, K, B]
         bound = objectives.stratified_iwelbo if objective == "iwelbo" else objectives.stratified_elbo

@@ -26,7 +26,7 @@ Proposal = DiagNormal | NormalMixture
 
 def _log_weights(model, x_filled, observed, q, n_samples, generator) -> tuple[Tensor, Tensor, Tensor]:
     z = q.sample((n_samples,), generator)  # [S, B, d]
-    h = model.decode(z)  # [S, B, n_params * D]
+    h = model.decode(z, generator)  # [S, B, n_params * D]
     log_w = (
         model.likelihood.log_prob(x_filled, observed, h)
         + standard_normal_log_prob(z)
@@ -99,5 +99,261 @@ def importance_resample(
     )  # [B, M]
     rows = torch.arange(z.shape[1], device=z.device)
     chosen = z[index.T, rows]  # [M, B, d]
-    x_sampled = model.likelihood.sample(model.decode(chosen), generator)  # [M, B, D]
+    x_sampled = model.likelihood.sample(model.decode(chosen, generator), generator)  # [M, B, D]
     return torch.where(observed, x_filled, x_sampled)
+
+
+# ---------------------------------------------------------------------------------------
+# DeMissVAE imputation samplers (methods.md, sec. 5)
+#
+# Imputations are held batch-first, ``x_imputed`` of shape ``[B, K, D]`` (the layout of
+# the DeMissVAE imputation store ``[N, K, D]``), with one shared mask ``observed [B, D]``.
+# Every function below runs without gradients, draws only from an explicit generator and
+# replaces nothing but the missing entries: observed entries of the output are the input's,
+# bit for bit (``torch.where`` copies them).
+# ---------------------------------------------------------------------------------------
+
+__all__ += [
+    "column_pools",
+    "empirical_imputations",
+    "pseudo_gibbs",
+    "lair",
+    "imputation_mixture",
+]
+
+
+def column_pools(
+    x_filled: Tensor,
+    observed: Tensor,
+    max_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-column pools of observed values, for empirical initial imputations.
+
+    Parameters
+    ----------
+    x_filled, observed : Tensor ``[N, D]``
+        Zero-filled data and its observed-mask.
+    max_size : int, optional
+        Keep at most this many values per column: a uniform random subset (without
+        replacement) of each column's observed values, drawn with ``generator``. ``None``
+        keeps them all, in row order.
+
+    Returns
+    -------
+    pool : Tensor ``[P, D]``
+        Column ``d``'s observed values are ``pool[:counts[d], d]``; the rest is padding.
+        ``P >= 1`` (a column with no observed value has count 0).
+    counts : Tensor ``[D]`` (long)
+    """
+    if max_size is not None:
+        perm = torch.randperm(len(x_filled), generator=generator, device=generator.device if generator is not None else None)
+        perm = perm.to(x_filled.device)
+        x_filled, observed = x_filled[perm], observed[perm]
+    # A stable sort on "is missing" moves each column's observed values to the top, in order.
+    order = torch.argsort((~observed).to(torch.int32), dim=0, stable=True)  # [N, D]
+    pool = torch.gather(x_filled, 0, order)  # [N, D]
+    counts = observed.sum(0)  # [D]
+    if max_size is not None:
+        pool, counts = pool[:max_size], counts.clamp(max=max_size)
+    n_rows = max(1, int(counts.max().item()) if counts.numel() else 1)
+    pool = pool[:n_rows]
+    if len(pool) == 0:  # no rows at all
+        pool = x_filled.new_zeros((1, x_filled.shape[1]))
+    return pool, counts
+
+
+@torch.no_grad()
+def empirical_imputations(
+    x_filled: Tensor,
+    observed: Tensor,
+    pool: Tensor,
+    counts: Tensor,
+    n_imputations: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``K`` imputed copies of each row, missing entries drawn from their column's pool.
+
+    Each missing entry of column ``d`` is drawn uniformly, with replacement, from
+    ``pool[:counts[d], d]`` (the "empirical" initialisation of DeMissVAE); columns with an
+    empty pool are filled with 0 (the mean, in standardised units).
+
+    Parameters
+    ----------
+    x_filled, observed : Tensor ``[B, D]``
+    pool, counts : see ``column_pools``
+    n_imputations : int
+        ``K``.
+
+    Returns
+    -------
+    Tensor ``[B, K, D]``
+    """
+    batch, n_features = x_filled.shape
+    shape = (batch, n_imputations, n_features)
+    u = torch.rand(shape, generator=generator, device=x_filled.device, dtype=torch.float64)
+    counts = counts.to(x_filled.device)
+    index = (u * counts).long().clamp(max=None).minimum((counts - 1).clamp(min=0))  # [B, K, D]
+    columns = torch.arange(n_features, device=x_filled.device)
+    values = pool.to(x_filled)[index, columns]  # [B, K, D]
+    values = torch.where(counts > 0, values, torch.zeros_like(values))
+    return torch.where(observed.unsqueeze(1), x_filled.unsqueeze(1), values)
+
+
+def _keep_observed(x_imputed: Tensor, observed: Tensor, x_new: Tensor) -> Tensor:
+    """Write ``x_new`` into the missing entries; a non-finite draw keeps the old value."""
+    x_new = torch.where(torch.isfinite(x_new), x_new, x_imputed)
+    return torch.where(observed.unsqueeze(1), x_imputed, x_new)  # [B, K, D]
+
+
+def _resample_indices(log_w: Tensor, n_draws: int, generator: torch.Generator | None) -> Tensor:
+    """Multinomial resampling of ``n_draws`` candidates per row: ``[C, B] -> [B, n_draws]``.
+
+    NaN log-weights count as zero weight; a row with no usable weight is resampled
+    uniformly (rather than raising inside ``torch.multinomial``).
+    """
+    log_w = torch.nan_to_num(log_w.T, nan=-math.inf)  # [B, C]
+    probs = torch.softmax(log_w, dim=-1)
+    usable = torch.isfinite(probs).all(-1, keepdim=True) & (probs.sum(-1, keepdim=True) > 0)
+    probs = torch.where(usable, probs, torch.ones_like(probs))
+    return torch.multinomial(probs, n_draws, replacement=True, generator=generator)
+
+
+@torch.no_grad()
+def pseudo_gibbs(
+    model: MissingDataVAE,
+    x_imputed: Tensor,
+    observed: Tensor,
+    n_steps: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Pseudo-Gibbs updates of DeMissVAE imputations (Rezende et al., 2014).
+
+    Per step and imputation ``k``: ``z ~ q(z | x~_k)``, ``x^ ~ p(x | z)``,
+    ``x~_k,m <- x^_m``. Fast, but can be unstable on continuous data (methods.md, sec. 5);
+    non-finite draws keep the previous value.
+
+    Parameters
+    ----------
+    model : MissingDataVAE
+        With a single-Gaussian encoder; use it in eval mode (dropout off).
+    x_imputed : Tensor ``[B, K, D]``
+    observed : Tensor ``[B, D]``
+    n_steps : int
+
+    Returns
+    -------
+    Tensor ``[B, K, D]``
+        New imputations; the input is not modified.
+    """
+    observed_k = observed.unsqueeze(1).expand_as(x_imputed)  # [B, K, D]
+    for _ in range(n_steps):
+        q = model.encode(x_imputed, observed_k, generator)  # loc [B, K, d]
+        z = q.sample((), generator)  # [B, K, d]
+        x_new = model.likelihood.sample(model.decode(z, generator), generator)  # [B, K, D]
+        x_imputed = _keep_observed(x_imputed, observed, x_new)
+    return x_imputed
+
+
+def imputation_mixture(
+    model: MissingDataVAE,
+    x_imputed: Tensor,
+    observed: Tensor,
+    n_prior_components: int = 0,
+    generator: torch.Generator | None = None,
+) -> NormalMixture:
+    """The imputation mixture ``(1/(K+R)) [sum_j q(z | x~_j) + R N(0, I)]``.
+
+    With ``n_prior_components=0`` this is DeMissVAE's variational mixture
+    ``q_mix(z | x_o)``; LAIR adds ``R`` standard-normal components as defensive proposals.
+    Returns a ``NormalMixture`` with zero logits, ``loc`` and ``scale`` ``[B, K+R, d]``.
+    """
+    observed_k = observed.unsqueeze(1).expand_as(x_imputed)
+    q = model.encode(x_imputed, observed_k, generator)  # loc, scale [B, K, d]
+    loc, scale = q.loc, q.scale
+    if n_prior_components:
+        batch, _, dim = loc.shape
+        shape = (batch, n_prior_components, dim)
+        loc = torch.cat([loc, loc.new_zeros(shape)], dim=1)  # [B, K+R, d]
+        scale = torch.cat([scale, scale.new_ones(shape)], dim=1)
+    logits = loc.new_zeros(loc.shape[:2])  # [B, K+R]
+    return NormalMixture(logits, loc, scale)
+
+
+@torch.no_grad()
+def lair(
+    model: MissingDataVAE,
+    x_imputed: Tensor,
+    observed: Tensor,
+    n_iterations: int = 10,
+    n_samples_per_proposal: int = 1,
+    n_prior_proposals: int = 1,
+    final_resampling: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Latent-adaptive importance resampling (LAIR) of DeMissVAE imputations.
+
+    One iteration on a row with imputations ``x~_1..K`` (methods.md, sec. 5):
+
+    1. proposals ``q_j = q(z | x~_j)``, ``j = 1..K``, plus ``R`` copies of the prior;
+    2. ``I`` draws from each of the ``K + R`` proposals (stratified);
+    3. deterministic-mixture weights
+       ``log w(z) = log p(x_o | z) + log p(z) - log[(1/(K+R)) sum_j q_j(z)]``;
+    4. ``K`` of the row's ``I (K+R)`` candidates resampled with probabilities
+       ``softmax(log w)`` (global resampling);
+    5. each selected ``z`` decoded and ``x^ ~ p(x | z)`` drawn; ``x~_k,m <- x^_m``.
+
+    With ``final_resampling`` the last step of the last iteration instead resamples ``K``
+    latents from the pooled candidates of all ``n_iterations`` iterations (each with its
+    own weight). Work is batched over rows, imputations and candidates.
+
+    Parameters
+    ----------
+    model : MissingDataVAE
+        With a single-Gaussian encoder; use it in eval mode (dropout off).
+    x_imputed : Tensor ``[B, K, D]``
+    observed : Tensor ``[B, D]``
+    n_iterations : int
+        ``T`` (paper's continuous-data setting: 10).
+    n_samples_per_proposal : int
+        ``I`` (1).
+    n_prior_proposals : int
+        ``R`` (1).
+    final_resampling : bool
+        Resample the final imputations from the candidates of all iterations (True).
+
+    Returns
+    -------
+    Tensor ``[B, K, D]``
+        New imputations; the input is not modified.
+    """
+    batch, n_imp, _ = x_imputed.shape
+    rows = torch.arange(batch, device=x_imputed.device).unsqueeze(1)  # [B, 1]
+    x_observed = torch.where(observed, x_imputed[:, 0], torch.zeros_like(x_imputed[:, 0]))  # [B, D]
+    pooled_z, pooled_log_w = [], []
+    for t in range(n_iterations):
+        proposal = imputation_mixture(model, x_imputed, observed, n_prior_proposals, generator)
+        z = proposal.rsample_stratified((n_samples_per_proposal,), generator)  # [I, K+R, B, d]
+        log_q = proposal.log_prob(z).flatten(0, 1)  # [C, B], C = I (K+R)
+        z = z.flatten(0, 1)  # [C, B, d]
+        h = model.decode(z, generator)  # [C, B, n_params * D]
+        log_w = (
+            model.likelihood.log_prob(x_observed, observed, h) + standard_normal_log_prob(z) - log_q
+        )  # [C, B]
+        if final_resampling:
+            pooled_z.append(z)
+            pooled_log_w.append(log_w)
+            if t == n_iterations - 1:
+                break  # the final resampling below replaces this iteration's step 5
+        index = _resample_indices(log_w, n_imp, generator)  # [B, K]
+        h_chosen = h[index, rows]  # [B, K, n_params * D]
+        x_new = model.likelihood.sample(h_chosen, generator)  # [B, K, D]
+        x_imputed = _keep_observed(x_imputed, observed, x_new)
+
+    if final_resampling:
+        z_all = torch.cat(pooled_z, 0)  # [T C, B, d]
+        index = _resample_indices(torch.cat(pooled_log_w, 0), n_imp, generator)  # [B, K]
+        z_chosen = z_all[index, rows]  # [B, K, d]
+        x_new = model.likelihood.sample(model.decode(z_chosen, generator), generator)  # [B, K, D]
+        x_imputed = _keep_observed(x_imputed, observed, x_new)
+    return x_imputed

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -67,16 +68,19 @@ class TrainingConfig:
     verbose: int = 0
 
     def __post_init__(self) -> None:
+        def count(value) -> bool:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
         checks = {
-            "max_epochs": self.max_epochs >= 1,
-            "batch_size": self.batch_size >= 1,
+            "max_epochs": count(self.max_epochs),
+            "batch_size": count(self.batch_size),
             "learning_rate": self.learning_rate > 0,
             "lr_schedule": self.lr_schedule in ("cosine", "constant"),
             "clip_grad_norm": self.clip_grad_norm is None or self.clip_grad_norm > 0,
             "validation_fraction": 0 <= self.validation_fraction < 1,
-            "n_iter_no_change": self.n_iter_no_change >= 1,
+            "n_iter_no_change": count(self.n_iter_no_change),
             "tol": self.tol >= 0,
-            "max_non_finite_steps": self.max_non_finite_steps >= 1,
+            "max_non_finite_steps": count(self.max_non_finite_steps),
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

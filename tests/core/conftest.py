@@ -110,7 +110,7 @@ class LinearGaussianProblem:
 
     def exact_posterior(self) -> FullGaussian:
         """``p(z | x_o)`` for every row as a full-covariance Gaussian."""
-        means, covs = zip(*(self._row(n)[2:] for n in range(len(self.x))))
+        means, covs = zip(*(self._row(n)[2:] for n in range(len(self.x))), strict=True)
         return FullGaussian(torch.stack(means), torch.stack(covs))
 
     def exact_conditional(self) -> tuple[Tensor, Tensor]:

@@ -34,14 +34,20 @@ def _torch_mixture(logits, loc, scale) -> MixtureSameFamily:
 
 def test_normal_log_density_matches_torch():
     g = _generator(1)
-    x, loc = torch.randn(4, 3, generator=g, dtype=DTYPE), torch.randn(4, 3, generator=g, dtype=DTYPE)
+    x, loc = (
+        torch.randn(4, 3, generator=g, dtype=DTYPE),
+        torch.randn(4, 3, generator=g, dtype=DTYPE),
+    )
     scale = 0.1 + torch.rand(4, 3, generator=g, dtype=DTYPE)
     torch.testing.assert_close(normal_log_density(x, loc, scale), Normal(loc, scale).log_prob(x))
 
 
 def test_diag_normal_log_prob_matches_torch():
     g = _generator(2)
-    loc, scale = torch.randn(4, 3, generator=g, dtype=DTYPE), 0.2 + torch.rand(4, 3, generator=g, dtype=DTYPE)
+    loc, scale = (
+        torch.randn(4, 3, generator=g, dtype=DTYPE),
+        0.2 + torch.rand(4, 3, generator=g, dtype=DTYPE),
+    )
     z = torch.randn(6, 4, 3, generator=g, dtype=DTYPE)
     q = DiagNormal(loc, scale)
     out = q.log_prob(z)
@@ -91,12 +97,17 @@ def test_mixture_stratified_log_prob_is_the_full_mixture_density():
 
 def test_one_component_mixture_log_prob_equals_diag_normal():
     g = _generator(4)
-    loc, scale = torch.randn(5, 3, generator=g, dtype=DTYPE), 0.2 + torch.rand(5, 3, generator=g, dtype=DTYPE)
+    loc, scale = (
+        torch.randn(5, 3, generator=g, dtype=DTYPE),
+        0.2 + torch.rand(5, 3, generator=g, dtype=DTYPE),
+    )
     z = torch.randn(7, 5, 3, generator=g, dtype=DTYPE)
     mixture = NormalMixture(torch.zeros(5, 1, dtype=DTYPE), loc.unsqueeze(-2), scale.unsqueeze(-2))
     torch.testing.assert_close(mixture.log_prob(z), DiagNormal(loc, scale).log_prob(z))
     # Logits of a single component are irrelevant after normalisation.
-    shifted = NormalMixture(torch.full((5, 1), 3.7, dtype=DTYPE), loc.unsqueeze(-2), scale.unsqueeze(-2))
+    shifted = NormalMixture(
+        torch.full((5, 1), 3.7, dtype=DTYPE), loc.unsqueeze(-2), scale.unsqueeze(-2)
+    )
     torch.testing.assert_close(shifted.log_prob(z), DiagNormal(loc, scale).log_prob(z))
 
 
@@ -121,7 +132,9 @@ def test_one_component_ancestral_rsample_is_the_plain_reparameterisation():
 def _analytic_moments(logits, loc, scale):
     pi = torch.softmax(logits, -1)  # [B, K]
     mean = (pi.unsqueeze(-1) * loc).sum(-2)  # [B, d]
-    second = (pi[..., None, None] * (torch.diag_embed(scale**2) + loc.unsqueeze(-1) * loc.unsqueeze(-2))).sum(-3)
+    second = (
+        pi[..., None, None] * (torch.diag_embed(scale**2) + loc.unsqueeze(-1) * loc.unsqueeze(-2))
+    ).sum(-3)
     return mean, second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
 
 
@@ -158,7 +171,9 @@ def test_ancestral_component_frequencies_follow_the_weights():
     loc = torch.tensor([[[-100.0], [0.0], [100.0]]], dtype=DTYPE)
     scale = torch.ones(1, 3, 1, dtype=DTYPE)
     z = NormalMixture(logits, loc, scale).sample((30000,), _generator(1))[:, 0, 0]
-    freq = torch.stack([(z < -50).double().mean(), (z.abs() < 50).double().mean(), (z > 50).double().mean()])
+    freq = torch.stack(
+        [(z < -50).double().mean(), (z.abs() < 50).double().mean(), (z > 50).double().mean()]
+    )
     torch.testing.assert_close(freq, torch.tensor([0.1, 0.6, 0.3], dtype=DTYPE), atol=0.015, rtol=0)
 
 
@@ -177,7 +192,9 @@ def test_implicit_reparameterisation_gradient_matches_analytic_gradient():
     def make():
         logits = torch.tensor([[0.3, -0.5, 0.1]], dtype=DTYPE, requires_grad=True)
         loc = torch.tensor(
-            [[[0.5, -1.0, 0.8], [-1.2, 0.4, -0.3], [1.0, 1.5, 0.2]]], dtype=DTYPE, requires_grad=True
+            [[[0.5, -1.0, 0.8], [-1.2, 0.4, -0.3], [1.0, 1.5, 0.2]]],
+            dtype=DTYPE,
+            requires_grad=True,
         )
         scale = torch.tensor(
             [[[0.7, 0.5, 1.1], [0.9, 1.3, 0.6], [0.4, 0.8, 0.9]]], dtype=DTYPE, requires_grad=True
@@ -191,10 +208,12 @@ def test_implicit_reparameterisation_gradient_matches_analytic_gradient():
 
     logits, loc, scale = make()
     pi = torch.softmax(logits, -1)
-    expectation = (pi * (loc[..., 0] * loc[..., 1] + loc[..., 2] ** 2 + scale[..., 2] ** 2 + loc[..., 1])).sum()
+    expectation = (
+        pi * (loc[..., 0] * loc[..., 1] + loc[..., 2] ** 2 + scale[..., 2] ** 2 + loc[..., 1])
+    ).sum()
     expectation.backward()
 
-    for mc, exact in zip(mc_params, (logits, loc, scale)):
+    for mc, exact in zip(mc_params, (logits, loc, scale), strict=True):
         # Observed Monte-Carlo error ~0.01 with gradients of size ~1.
         torch.testing.assert_close(mc.grad, exact.grad, atol=0.04, rtol=0.02)
 
@@ -262,8 +281,12 @@ def _invert_transform(target, logits, loc, scale, n_iter=200):
 def test_implicit_gradient_matches_finite_differences_of_the_inverse_transform():
     """``dz/dtheta`` per sample equals the derivative of ``T_theta^{-1}(u)`` at fixed ``u``."""
     n_samples, n_components, dim = 2, 3, 3
-    logits, loc, scale = _mixture_params(batch=1, n_components=n_components, dim=dim, seed=8, requires_grad=True)
-    z = NormalMixture(logits, loc, scale).rsample_ancestral((n_samples,), _generator(4))[:, 0]  # [S, d]
+    logits, loc, scale = _mixture_params(
+        batch=1, n_components=n_components, dim=dim, seed=8, requires_grad=True
+    )
+    z = NormalMixture(logits, loc, scale).rsample_ancestral((n_samples,), _generator(4))[
+        :, 0
+    ]  # [S, d]
     params = [logits, loc, scale]
     autograd_jac = []  # per (sample, dim): gradient w.r.t. flattened parameters
     for s in range(n_samples):
@@ -303,7 +326,9 @@ def test_stratified_rsample_shape_and_per_component_moments():
     z = q.rsample_stratified((20000,), _generator(0))
     assert z.shape == (20000, 3, 2, 4)  # [S, K, B, d]
     assert q.rsample_stratified((), _generator(0)).shape == (3, 2, 4)
-    torch.testing.assert_close(z.mean(0), loc.transpose(0, 1), atol=4 * 1.3 / math.sqrt(20000), rtol=0)
+    torch.testing.assert_close(
+        z.mean(0), loc.transpose(0, 1), atol=4 * 1.3 / math.sqrt(20000), rtol=0
+    )
     torch.testing.assert_close(z.std(0), scale.transpose(0, 1), rtol=0.04, atol=0)
 
 

@@ -25,7 +25,9 @@ def _mixture(device, requires_grad=False):
     logits = torch.randn(4, 3, generator=g)
     loc = torch.randn(4, 3, 2, generator=g)
     scale = 0.5 + torch.rand(4, 3, 2, generator=g)
-    return NormalMixture(*[t.to(device).requires_grad_(requires_grad) for t in (logits, loc, scale)])
+    return NormalMixture(
+        *[t.to(device).requires_grad_(requires_grad) for t in (logits, loc, scale)]
+    )
 
 
 def test_mixture_densities_agree_with_cpu():
@@ -52,15 +54,29 @@ def test_objective_training_and_scoring_on_cuda():
     observed[:, 0] = True
     x_filled = torch.where(observed, x, torch.zeros_like(x)).to(CUDA)
     observed = observed.to(CUDA)
-    model = MissingDataVAE(3, 2, n_components=3, width=16, n_blocks=1, dropout=0.1, generator=g).to(CUDA)
+    model = MissingDataVAE(3, 2, n_components=3, width=16, n_blocks=1, dropout=0.1, generator=g).to(
+        CUDA
+    )
 
     def objective(xb, ob, rows, generator):
-        return finite_mixture_objective(model, xb, ob, objective="iwelbo", sampling="ancestral", n_particles=3, generator=generator)
+        return finite_mixture_objective(
+            model,
+            xb,
+            ob,
+            objective="iwelbo",
+            sampling="ancestral",
+            n_particles=3,
+            generator=generator,
+        )
 
     config = TrainingConfig(max_epochs=3, batch_size=16, validation_fraction=0.25)
-    result = train(model, objective, x_filled, observed, config, torch.Generator(device=CUDA).manual_seed(0))
+    result = train(
+        model, objective, x_filled, observed, config, torch.Generator(device=CUDA).manual_seed(0)
+    )
     assert all(math.isfinite(v) for v in result.loss_curve)
     assert all(p.device.type == "cuda" for p in model.parameters())
     q = model.encode(x_filled, observed)
-    score = importance_log_likelihood(model, x_filled, observed, q, 50, torch.Generator(device=CUDA).manual_seed(1))
+    score = importance_log_likelihood(
+        model, x_filled, observed, q, 50, torch.Generator(device=CUDA).manual_seed(1)
+    )
     assert score.device.type == "cuda" and torch.isfinite(score).all()

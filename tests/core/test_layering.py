@@ -17,7 +17,15 @@ CORE_FILES = sorted(CORE_DIR.glob("*.py"))
 
 
 def test_core_has_the_documented_modules():
-    expected = {"families", "likelihoods", "model", "networks", "objectives", "samplers", "training"}
+    expected = {
+        "families",
+        "likelihoods",
+        "model",
+        "networks",
+        "objectives",
+        "samplers",
+        "training",
+    }
     assert expected <= set(CORE_MODULES)
 
 
@@ -61,8 +69,16 @@ def test_core_modules_import_only_torch_stdlib_and_core(path):
 
 @pytest.mark.parametrize("path", CORE_FILES, ids=lambda p: p.name)
 def test_core_modules_never_seed_global_generators(path):
-    forbidden = {("torch", "manual_seed"), ("torch", "seed"), ("random", "manual_seed"), ("np", "random"), ("numpy", "random")}
+    forbidden = {
+        ("torch", "manual_seed"),
+        ("torch", "seed"),
+        ("random", "manual_seed"),
+        ("np", "random"),
+        ("numpy", "random"),
+    }
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            assert (node.value.id, node.attr) not in forbidden, f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}"
+            assert (node.value.id, node.attr) not in forbidden, (
+                f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}"
+            )

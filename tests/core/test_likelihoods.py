@@ -39,7 +39,9 @@ def test_gaussian_scale_floor():
     _, scale = GaussianLikelihood().params(h)
     torch.testing.assert_close(scale, torch.full((2, 3), 1e-5, dtype=DTYPE), rtol=1e-12, atol=0)
     # The floor keeps the log-density finite even at a collapsed scale.
-    out = GaussianLikelihood().log_prob(torch.ones(2, 3, dtype=DTYPE), torch.ones(2, 3, dtype=torch.bool), h)
+    out = GaussianLikelihood().log_prob(
+        torch.ones(2, 3, dtype=DTYPE), torch.ones(2, 3, dtype=torch.bool), h
+    )
     assert torch.isfinite(out).all()
 
 
@@ -51,7 +53,9 @@ def test_gaussian_log_prob_matches_torch_on_observed_entries():
     out = likelihood.log_prob(x_filled, observed, h)
     assert out.shape == (3, 6)
     torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(likelihood.log_prob_elementwise(x, h), Normal(loc, scale).log_prob(x))
+    torch.testing.assert_close(
+        likelihood.log_prob_elementwise(x, h), Normal(loc, scale).log_prob(x)
+    )
 
 
 def test_gaussian_log_prob_of_fully_observed_rows_is_the_full_density():
@@ -62,16 +66,22 @@ def test_gaussian_log_prob_of_fully_observed_rows_is_the_full_density():
     torch.testing.assert_close(out, Normal(loc, scale).log_prob(x).sum(-1))
 
 
-@pytest.mark.parametrize("likelihood", [GaussianLikelihood(), BernoulliLikelihood()], ids=["gaussian", "bernoulli"])
+@pytest.mark.parametrize(
+    "likelihood", [GaussianLikelihood(), BernoulliLikelihood()], ids=["gaussian", "bernoulli"]
+)
 def test_missing_entries_are_ignored(likelihood):
     binary = isinstance(likelihood, BernoulliLikelihood)
     _, x_filled, observed, h = _data(binary=binary)
     other = x_filled.clone()
     other[~observed] = 1.0 if binary else 123.0  # a different (finite) value at missing positions
-    torch.testing.assert_close(likelihood.log_prob(x_filled, observed, h), likelihood.log_prob(other, observed, h))
+    torch.testing.assert_close(
+        likelihood.log_prob(x_filled, observed, h), likelihood.log_prob(other, observed, h)
+    )
 
 
-@pytest.mark.parametrize("likelihood", [GaussianLikelihood(), BernoulliLikelihood()], ids=["gaussian", "bernoulli"])
+@pytest.mark.parametrize(
+    "likelihood", [GaussianLikelihood(), BernoulliLikelihood()], ids=["gaussian", "bernoulli"]
+)
 def test_gradients_are_finite_and_zero_at_missing_positions(likelihood):
     binary = isinstance(likelihood, BernoulliLikelihood)
     _, x_filled, observed, h = _data(binary=binary)
@@ -114,7 +124,9 @@ def test_bernoulli_log_prob_matches_torch():
     out = likelihood.log_prob(x_filled, observed, h)
     assert out.shape == (3, 6)
     torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(likelihood.log_prob_elementwise(x, h), Bernoulli(logits=h).log_prob(x))
+    torch.testing.assert_close(
+        likelihood.log_prob_elementwise(x, h), Bernoulli(logits=h).log_prob(x)
+    )
 
 
 def test_bernoulli_log_prob_is_stable_for_large_logits():

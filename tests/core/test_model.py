@@ -11,7 +11,14 @@ import math
 
 import pytest
 import torch
-from torch.distributions import MultivariateNormal, Normal, kl_divergence
+from torch.distributions import (
+    Categorical,
+    Independent,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    kl_divergence,
+)
 
 from skmissvae.core import objectives
 from skmissvae.core.families import DiagNormal, NormalMixture
@@ -36,7 +43,13 @@ def _small_problem(batch=6, n_features=4, seed=0):
 
 def _vae(n_features=4, latent_dim=2, n_components=1, seed=0, **kwargs):
     return MissingDataVAE(
-        n_features, latent_dim, n_components=n_components, width=16, n_blocks=1, generator=_generator(seed), **kwargs
+        n_features,
+        latent_dim,
+        n_components=n_components,
+        width=16,
+        n_blocks=1,
+        generator=_generator(seed),
+        **kwargs,
     ).double()
 
 
@@ -75,10 +88,14 @@ def test_encoder_sees_the_mask():
     assert model.encoder.input.in_features == 2 * 4
     flipped = observed.clone()
     flipped[:, 1] = ~flipped[:, 1]
-    assert not torch.allclose(model.encode(x_filled, observed).loc, model.encode(x_filled, flipped).loc)
+    assert not torch.allclose(
+        model.encode(x_filled, observed).loc, model.encode(x_filled, flipped).loc
+    )
     no_mask = _vae(encoder_uses_mask=False)
     assert no_mask.encoder.input.in_features == 4
-    torch.testing.assert_close(no_mask.encode(x_filled, observed).loc, no_mask.encode(x_filled, flipped).loc)
+    torch.testing.assert_close(
+        no_mask.encode(x_filled, observed).loc, no_mask.encode(x_filled, flipped).loc
+    )
 
 
 def test_log_joint_is_likelihood_plus_prior():
@@ -87,7 +104,9 @@ def test_log_joint_is_likelihood_plus_prior():
     z = torch.randn(5, 6, 2, generator=_generator(1), dtype=DTYPE)
     h = model.decode(z)
     assert h.shape == (5, 6, 8)
-    expected = GaussianLikelihood().log_prob(x_filled, observed, h) + Normal(0.0, 1.0).log_prob(z).sum(-1)
+    expected = GaussianLikelihood().log_prob(x_filled, observed, h) + Normal(0.0, 1.0).log_prob(
+        z
+    ).sum(-1)
     torch.testing.assert_close(model.log_joint(x_filled, observed, z), expected)
 
 
@@ -132,7 +151,13 @@ def test_objective_shapes_and_particles(n_components, sampling, expected_shape, 
     model = _vae(n_components=n_components)
     seen = _record_latents(model)
     out = finite_mixture_objective(
-        model, x_filled, observed, objective=objective, sampling=sampling, n_particles=6, generator=_generator()
+        model,
+        x_filled,
+        observed,
+        objective=objective,
+        sampling=sampling,
+        n_particles=6,
+        generator=_generator(),
     )
     assert out.shape == (5,)
     assert torch.isfinite(out).all()
@@ -158,8 +183,12 @@ def test_objective_is_reproducible_and_uses_only_the_generator(n_components, sam
 def test_sampling_is_ignored_with_one_component():
     x_filled, observed = _small_problem()
     model = _vae(n_components=1)
-    a = finite_mixture_objective(model, x_filled, observed, sampling="ancestral", generator=_generator(3))
-    b = finite_mixture_objective(model, x_filled, observed, sampling="stratified", generator=_generator(3))
+    a = finite_mixture_objective(
+        model, x_filled, observed, sampling="ancestral", generator=_generator(3)
+    )
+    b = finite_mixture_objective(
+        model, x_filled, observed, sampling="stratified", generator=_generator(3)
+    )
     torch.testing.assert_close(a, b)
 
 
@@ -173,12 +202,56 @@ def test_mixture_objective_trains_every_encoder_output(sampling, objective):
     logits, loc, scale = (t.detach().requires_grad_() for t in (q.logits, q.loc, q.scale))
     model.encode = lambda *args, **kwargs: NormalMixture(logits, loc, scale)
     out = finite_mixture_objective(
-        model, x_filled, observed, objective=objective, sampling=sampling, n_particles=6, generator=_generator()
+        model,
+        x_filled,
+        observed,
+        objective=objective,
+        sampling=sampling,
+        n_particles=6,
+        generator=_generator(),
     )
     out.sum().backward()
     for tensor in (logits, loc, scale):
         assert tensor.grad is not None and torch.isfinite(tensor.grad).all()
         assert tensor.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("sampling", ["ancestral", "stratified"])
+@pytest.mark.parametrize("objective", ["elbo", "iwelbo"])
+def test_mixture_objective_values_match_the_formulas(sampling, objective):
+    """Table of methods.md sec. 3, with q_mix the *full* mixture density in every log-weight."""
+    x_filled, observed = _small_problem()
+    model = _vae(n_components=3)
+    logits = torch.randn(6, 3, generator=_generator(1), dtype=DTYPE)
+    loc = 10.0 * torch.arange(3, dtype=DTYPE).reshape(1, 3, 1).expand(6, 3, 2)  # far apart
+    scale = torch.full((6, 3, 2), 0.5, dtype=DTYPE)
+    model.encode = lambda *a, **k: NormalMixture(logits, loc, scale)
+    seen = _record_latents(model)
+    out = finite_mixture_objective(
+        model,
+        x_filled,
+        observed,
+        objective=objective,
+        sampling=sampling,
+        n_particles=6,
+        generator=_generator(2),
+    )
+    z = seen[0].detach()
+    reference_q = MixtureSameFamily(Categorical(logits=logits), Independent(Normal(loc, scale), 1))
+    log_w = model.log_joint(x_filled, observed, z) - reference_q.log_prob(z)
+    pi = torch.softmax(logits, -1)
+    if sampling == "ancestral":  # [S, B]
+        expected = log_w.mean(0) if objective == "elbo" else log_w.exp().mean(0).log()
+    else:  # [I, K, B]: draws from every component, weighted by pi
+        # The k-th block of draws comes from component k.
+        torch.testing.assert_close(
+            z.mean((0, 2, 3)), 10.0 * torch.arange(3, dtype=DTYPE), atol=2.0, rtol=0
+        )
+        if objective == "elbo":
+            expected = (pi.T * log_w.mean(0)).sum(0)
+        else:
+            expected = (pi.T * log_w.exp().mean(0)).sum(0).log()
+    torch.testing.assert_close(out.detach(), expected)
 
 
 # -- K = 1 mixture == Gaussian encoder ---------------------------------------------------
@@ -197,7 +270,9 @@ class _FixedNoiseNormal(DiagNormal):
 
 
 @pytest.mark.parametrize("objective, dreg", [("elbo", False), ("iwelbo", False), ("iwelbo", True)])
-def test_one_component_mixture_objective_equals_gaussian_objective(linear_gaussian, objective, dreg):
+def test_one_component_mixture_objective_equals_gaussian_objective(
+    linear_gaussian, objective, dreg
+):
     """K=1 mixture with implicit reparameterisation == Gaussian encoder: values and gradients.
 
     The mixture's ancestral sampler spends generator state on the (trivial) component draw,
@@ -213,22 +288,30 @@ def test_one_component_mixture_objective_equals_gaussian_objective(linear_gaussi
     mixture_model = problem.model()
     loc_m, scale_m = loc0.clone().requires_grad_(), scale0.clone().requires_grad_()
     logits = torch.zeros(8, 1, dtype=DTYPE, requires_grad=True)
-    mixture_model.encode = lambda *a, **k: NormalMixture(logits, loc_m.unsqueeze(-2), scale_m.unsqueeze(-2))
+    mixture_model.encode = lambda *a, **k: NormalMixture(
+        logits, loc_m.unsqueeze(-2), scale_m.unsqueeze(-2)
+    )
     seen = _record_latents(mixture_model)
-    value_m = finite_mixture_objective(mixture_model, x_filled, observed, generator=_generator(1), **kwargs)
+    value_m = finite_mixture_objective(
+        mixture_model, x_filled, observed, generator=_generator(1), **kwargs
+    )
     value_m.sum().backward()
     eps = ((seen[0] - loc_m) / scale_m).detach()  # [S, B, d]
 
     gaussian_model = problem.model()
     loc_g, scale_g = loc0.clone().requires_grad_(), scale0.clone().requires_grad_()
     gaussian_model.encode = lambda *a, **k: _FixedNoiseNormal(loc_g, scale_g, eps)
-    value_g = finite_mixture_objective(gaussian_model, x_filled, observed, generator=_generator(1), **kwargs)
+    value_g = finite_mixture_objective(
+        gaussian_model, x_filled, observed, generator=_generator(1), **kwargs
+    )
     value_g.sum().backward()
 
     torch.testing.assert_close(value_m, value_g)
     torch.testing.assert_close(loc_m.grad, loc_g.grad)
     torch.testing.assert_close(scale_m.grad, scale_g.grad)
-    torch.testing.assert_close(mixture_model.decoder.weight.grad, gaussian_model.decoder.weight.grad)
+    torch.testing.assert_close(
+        mixture_model.decoder.weight.grad, gaussian_model.decoder.weight.grad
+    )
     torch.testing.assert_close(logits.grad, torch.zeros_like(logits))  # softmax of one logit
 
 
@@ -254,13 +337,21 @@ def test_iwelbo_encoder_gradient_is_stl_or_dreg(linear_gaussian, dreg):
     model.encode = lambda *a, **k: DiagNormal(loc, scale)
     seen = _record_latents(model)
     out = finite_mixture_objective(
-        model, problem.x_filled, problem.observed, objective="iwelbo", n_particles=7, dreg=dreg, generator=_generator(3)
+        model,
+        problem.x_filled,
+        problem.observed,
+        objective="iwelbo",
+        n_particles=7,
+        dreg=dreg,
+        generator=_generator(3),
     )
     out.sum().backward()
 
     z = seen[0].detach()
     eps = (z - loc.detach()) / scale.detach()
-    log_w, score = _per_particle_score(model, problem.x_filled, problem.observed, z, DiagNormal(loc, scale))
+    log_w, score = _per_particle_score(
+        model, problem.x_filled, problem.observed, z, DiagNormal(loc, scale)
+    )
     weights = torch.softmax(log_w, 0).unsqueeze(-1)  # [S, B, 1]
     if dreg:
         weights = weights**2
@@ -278,12 +369,19 @@ def test_elbo_encoder_gradient_is_stl(linear_gaussian):
     model.encode = lambda *a, **k: DiagNormal(loc, scale)
     seen = _record_latents(model)
     out = finite_mixture_objective(
-        model, problem.x_filled, problem.observed, objective="elbo", n_particles=7, generator=_generator(3)
+        model,
+        problem.x_filled,
+        problem.observed,
+        objective="elbo",
+        n_particles=7,
+        generator=_generator(3),
     )
     out.sum().backward()
     z = seen[0].detach()
     eps = (z - loc.detach()) / scale.detach()
-    _, score = _per_particle_score(model, problem.x_filled, problem.observed, z, DiagNormal(loc, scale))
+    _, score = _per_particle_score(
+        model, problem.x_filled, problem.observed, z, DiagNormal(loc, scale)
+    )
     torch.testing.assert_close(loc.grad, score.mean(0))
     torch.testing.assert_close(scale.grad, (score * eps).mean(0))
 
@@ -298,16 +396,18 @@ def test_dreg_changes_only_encoder_gradients(n_components):
         kwargs["generator"] = _generator(4)
         out = finite_mixture_objective(model, x_filled, observed, dreg=dreg, **kwargs)
         out.mean().backward()
-        return out.detach(), [p.grad.clone() for p in model.encoder.parameters()], [
-            p.grad.clone() for p in model.decoder.parameters()
-        ]
+        return (
+            out.detach(),
+            [p.grad.clone() for p in model.encoder.parameters()],
+            [p.grad.clone() for p in model.decoder.parameters()],
+        )
 
     value, enc, dec = run(False)
     value_dreg, enc_dreg, dec_dreg = run(True)
     torch.testing.assert_close(value, value_dreg)
-    for a, b in zip(dec, dec_dreg):
+    for a, b in zip(dec, dec_dreg, strict=True):
         torch.testing.assert_close(a, b)
-    assert any(not torch.allclose(a, b) for a, b in zip(enc, enc_dreg))
+    assert any(not torch.allclose(a, b) for a, b in zip(enc, enc_dreg, strict=True))
 
 
 def test_dreg_with_one_particle_is_stl():
@@ -317,10 +417,16 @@ def test_dreg_with_one_particle_is_stl():
     for dreg in (False, True):
         model = _vae(seed=1)
         finite_mixture_objective(
-            model, x_filled, observed, objective="iwelbo", n_particles=1, dreg=dreg, generator=_generator(4)
+            model,
+            x_filled,
+            observed,
+            objective="iwelbo",
+            n_particles=1,
+            dreg=dreg,
+            generator=_generator(4),
         ).mean().backward()
         grads.append([p.grad.clone() for p in model.encoder.parameters()])
-    for a, b in zip(*grads):
+    for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -350,7 +456,10 @@ def test_monte_carlo_elbo_matches_closed_form(linear_gaussian):
     with torch.no_grad():
         z = q.rsample((n_samples,), _generator(0))
         log_w = model.log_weights(problem.x_filled, problem.observed, z, q)  # [S, B]
-    kl = kl_divergence(MultivariateNormal(q.loc, torch.diag_embed(q.scale**2)), MultivariateNormal(post.loc, scale_tril=post.scale_tril))
+    kl = kl_divergence(
+        MultivariateNormal(q.loc, torch.diag_embed(q.scale**2)),
+        MultivariateNormal(post.loc, scale_tril=post.scale_tril),
+    )
     expected = problem.exact_log_marginal() - kl
     standard_error = log_w.std(0) / math.sqrt(n_samples)
     assert ((objectives.elbo(log_w) - expected).abs() < 4 * standard_error).all()
@@ -394,7 +503,13 @@ def test_training_objectives_are_lower_bounds(linear_gaussian, n_components, sam
     with torch.no_grad():
         for objective in ("elbo", "iwelbo"):
             bounds[objective] = finite_mixture_objective(
-                model, x_filled, observed, objective=objective, sampling=sampling, n_particles=6, generator=_generator(5)
+                model,
+                x_filled,
+                observed,
+                objective=objective,
+                sampling=sampling,
+                n_particles=6,
+                generator=_generator(5),
             ).reshape(n_repeats, 8)
     assert (bounds["elbo"] <= bounds["iwelbo"] + 1e-12).all()
     assert (bounds["elbo"] < bounds["iwelbo"]).float().mean() > 0.99

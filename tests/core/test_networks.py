@@ -130,4 +130,6 @@ def test_dropout_is_inactive_in_eval_mode_and_scales_in_training():
     active = clean > 0
     kept = dropped[:, active] != 0  # [500, n_active]
     assert abs(kept.double().mean().item() - 0.75) < 0.01
-    torch.testing.assert_close(dropped[:, active][kept], (clean[active] / 0.75).expand_as(kept)[kept])
+    torch.testing.assert_close(
+        dropped[:, active][kept], (clean[active] / 0.75).expand_as(kept)[kept]
+    )

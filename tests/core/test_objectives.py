@@ -47,7 +47,9 @@ def test_iwelbo_of_constant_log_weights_is_the_constant(n_particles):
 def test_iwelbo_is_stable_for_very_negative_log_weights():
     log_w = torch.tensor([[-1000.0], [-1001.0]], dtype=torch.float64)
     expected = -1000.0 + math.log((1 + math.exp(-1.0)) / 2)
-    torch.testing.assert_close(objectives.iwelbo(log_w), torch.tensor([expected], dtype=torch.float64))
+    torch.testing.assert_close(
+        objectives.iwelbo(log_w), torch.tensor([expected], dtype=torch.float64)
+    )
 
 
 def test_elbo_below_iwelbo_per_row():
@@ -60,8 +62,12 @@ def test_elbo_below_iwelbo_per_row():
 def test_stratified_iwelbo_with_one_component_equals_iwelbo():
     log_w = _log_w(5, 1, 4)  # [I, K=1, B]
     log_pi = torch.zeros(4, 1, dtype=torch.float64)
-    torch.testing.assert_close(objectives.stratified_iwelbo(log_w, log_pi), objectives.iwelbo(log_w[:, 0]))
-    torch.testing.assert_close(objectives.stratified_elbo(log_w, log_pi), objectives.elbo(log_w[:, 0]))
+    torch.testing.assert_close(
+        objectives.stratified_iwelbo(log_w, log_pi), objectives.iwelbo(log_w[:, 0])
+    )
+    torch.testing.assert_close(
+        objectives.stratified_elbo(log_w, log_pi), objectives.elbo(log_w[:, 0])
+    )
 
 
 def test_stratified_bounds_with_equal_weights_pool_all_samples():
@@ -69,14 +75,18 @@ def test_stratified_bounds_with_equal_weights_pool_all_samples():
     log_w = _log_w(n_per, n_components, batch, seed=1)
     log_pi = torch.full((batch, n_components), -math.log(n_components), dtype=torch.float64)
     pooled = log_w.flatten(0, 1)  # [I*K, B]
-    torch.testing.assert_close(objectives.stratified_iwelbo(log_w, log_pi), objectives.iwelbo(pooled))
+    torch.testing.assert_close(
+        objectives.stratified_iwelbo(log_w, log_pi), objectives.iwelbo(pooled)
+    )
     torch.testing.assert_close(objectives.stratified_elbo(log_w, log_pi), objectives.elbo(pooled))
 
 
 def test_stratified_bounds_match_their_formulas():
     n_per, n_components, batch = 2, 3, 4
     log_w = _log_w(n_per, n_components, batch, seed=2)
-    logits = torch.randn(batch, n_components, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    logits = torch.randn(
+        batch, n_components, generator=torch.Generator().manual_seed(5), dtype=torch.float64
+    )
     log_pi = torch.log_softmax(logits, -1)
     pi = log_pi.exp()
     expected_elbo = torch.zeros(batch, dtype=torch.float64)
@@ -90,13 +100,17 @@ def test_stratified_bounds_match_their_formulas():
     torch.testing.assert_close(objectives.stratified_elbo(log_w, log_pi), expected_elbo)
     torch.testing.assert_close(objectives.stratified_iwelbo(log_w, log_pi), expected_iwelbo)
     # Jensen with the weights pi_k / I.
-    assert (objectives.stratified_elbo(log_w, log_pi) < objectives.stratified_iwelbo(log_w, log_pi)).all()
+    assert (
+        objectives.stratified_elbo(log_w, log_pi) < objectives.stratified_iwelbo(log_w, log_pi)
+    ).all()
 
 
 def test_stratified_bounds_of_constant_log_weights_is_the_constant():
     constant = torch.tensor([1.5, -2.0], dtype=torch.float64)
     log_w = constant.expand(4, 3, 2)
-    log_pi = torch.log_softmax(torch.tensor([[0.0, 1.0, -2.0], [3.0, 0.5, 0.0]], dtype=torch.float64), -1)
+    log_pi = torch.log_softmax(
+        torch.tensor([[0.0, 1.0, -2.0], [3.0, 0.5, 0.0]], dtype=torch.float64), -1
+    )
     torch.testing.assert_close(objectives.stratified_iwelbo(log_w, log_pi), constant)
     torch.testing.assert_close(objectives.stratified_elbo(log_w, log_pi), constant)
 
@@ -109,6 +123,8 @@ def test_stratified_bounds_pass_gradients_to_the_mixture_weights(bound):
     assert logits.grad is not None
     assert logits.grad.abs().sum() > 0
     # Mass moves towards the component with the largest log-weights.
-    per_component = log_w.mean(0) if bound is objectives.stratified_elbo else torch.logsumexp(log_w, 0)
+    per_component = (
+        log_w.mean(0) if bound is objectives.stratified_elbo else torch.logsumexp(log_w, 0)
+    )
     best = per_component.argmax(0)  # [B]
     assert (logits.grad.argmax(-1) == best).all()

@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from skmissvae.core.families import DiagNormal, NormalMixture
-from skmissvae.core.samplers import importance_conditional_mean, importance_log_likelihood, importance_resample
+from skmissvae.core.samplers import (
+    importance_conditional_mean,
+    importance_log_likelihood,
+    importance_resample,
+)
 
 DTYPE = torch.float64
 
@@ -39,7 +43,13 @@ def test_log_likelihood_with_the_exact_posterior_is_exact(linear_gaussian, chunk
     # With q = p(z | x_o) every log-weight equals log p(x_o), so the estimate is exact.
     problem = linear_gaussian
     out = importance_log_likelihood(
-        problem.model(), problem.x_filled, problem.observed, problem.exact_posterior(), 300, _generator(), chunk_size
+        problem.model(),
+        problem.x_filled,
+        problem.observed,
+        problem.exact_posterior(),
+        300,
+        _generator(),
+        chunk_size,
     )
     assert out.shape == (8,)
     torch.testing.assert_close(out, problem.exact_log_marginal(), rtol=0, atol=1e-9)
@@ -49,16 +59,25 @@ def test_log_likelihood_with_the_exact_posterior_is_exact(linear_gaussian, chunk
 def test_log_likelihood_converges_to_the_exact_value(linear_gaussian, proposal):
     problem = linear_gaussian
     q = _diag_proposal(problem) if proposal == "diagonal" else _mixture_proposal(problem)
-    out = importance_log_likelihood(problem.model(), problem.x_filled, problem.observed, q, 20_000, _generator(1))
+    out = importance_log_likelihood(
+        problem.model(), problem.x_filled, problem.observed, q, 20_000, _generator(1)
+    )
     exact = problem.exact_log_marginal()
     assert (out - exact).abs().max() < 0.02
     # A few samples give a looser bound on average (IWELBO increases with the sample count).
     if isinstance(q, DiagNormal):
         repeated = DiagNormal(q.loc.repeat(200, 1), q.scale.repeat(200, 1))
     else:
-        repeated = NormalMixture(q.logits.repeat(200, 1), q.loc.repeat(200, 1, 1), q.scale.repeat(200, 1, 1))
+        repeated = NormalMixture(
+            q.logits.repeat(200, 1), q.loc.repeat(200, 1, 1), q.scale.repeat(200, 1, 1)
+        )
     few = importance_log_likelihood(
-        problem.model(), problem.x_filled.repeat(200, 1), problem.observed.repeat(200, 1), repeated, 2, _generator(2)
+        problem.model(),
+        problem.x_filled.repeat(200, 1),
+        problem.observed.repeat(200, 1),
+        repeated,
+        2,
+        _generator(2),
     ).reshape(200, 8)
     assert (few.mean(0) < exact).all()
 
@@ -84,13 +103,15 @@ def test_conditional_mean_matches_the_gaussian_conditional(linear_gaussian, prop
         "mixture": lambda: _mixture_proposal(problem),
     }[proposal]()
     x_filled = problem.x_filled.clone()
-    mean = importance_conditional_mean(problem.model(), x_filled, problem.observed, q, 20_000, _generator(4))
+    mean = importance_conditional_mean(
+        problem.model(), x_filled, problem.observed, q, 20_000, _generator(4)
+    )
     assert mean.shape == (8, 5)
     assert torch.equal(x_filled, problem.x_filled)  # input untouched
     expected_mean, expected_var = problem.exact_conditional()
     assert torch.equal(mean[problem.observed], problem.x[problem.observed])
     missing = ~problem.observed
-    # E[x_m | z] = W_m z + b_m has variance below Var[x_m | x_o]; standard error <= sqrt(var / S_eff).
+    # Var[E(x_m | z)] <= Var[x_m | x_o]: standard error <= sqrt(var / S_eff), S_eff > 5,000.
     tolerance = 5 * torch.sqrt(expected_var[missing] / 5_000)
     assert ((mean[missing] - expected_mean[missing]).abs() < tolerance).all()
 
@@ -98,10 +119,16 @@ def test_conditional_mean_matches_the_gaussian_conditional(linear_gaussian, prop
 @pytest.mark.parametrize("proposal", ["exact", "diagonal"])
 def test_resampled_draws_follow_the_gaussian_conditional(linear_gaussian, proposal):
     problem = linear_gaussian
-    q = problem.exact_posterior() if proposal == "exact" else _diag_proposal(problem, factor=1.5, shift=0.5)
+    q = (
+        problem.exact_posterior()
+        if proposal == "exact"
+        else _diag_proposal(problem, factor=1.5, shift=0.5)
+    )
     n_draws = 20_000
     x_filled = problem.x_filled.clone()
-    draws = importance_resample(problem.model(), x_filled, problem.observed, q, 20_000, n_draws, _generator(5))
+    draws = importance_resample(
+        problem.model(), x_filled, problem.observed, q, 20_000, n_draws, _generator(5)
+    )
     assert draws.shape == (n_draws, 8, 5)
     assert torch.equal(x_filled, problem.x_filled)
     observed = problem.observed.expand_as(draws)
@@ -133,11 +160,18 @@ def test_resampling_prefers_high_weight_latents(linear_gaussian):
     problem = linear_gaussian
     post = problem.exact_posterior()
     q = DiagNormal(post.loc, torch.full_like(post.loc, 2.0))
-    draws = importance_resample(problem.model(), problem.x_filled, problem.observed, q, 20_000, 4_000, _generator(7))
+    draws = importance_resample(
+        problem.model(), problem.x_filled, problem.observed, q, 20_000, 4_000, _generator(7)
+    )
     expected_mean, expected_var = problem.exact_conditional()
     missing = ~problem.observed
-    assert ((draws.mean(0)[missing] - expected_mean[missing]).abs() < 5 * torch.sqrt(expected_var[missing] / 500)).all()
-    unweighted = problem.model().likelihood.mean(problem.model().decode(q.sample((4_000,), _generator(8))))
+    assert (
+        (draws.mean(0)[missing] - expected_mean[missing]).abs()
+        < 5 * torch.sqrt(expected_var[missing] / 500)
+    ).all()
+    unweighted = problem.model().likelihood.mean(
+        problem.model().decode(q.sample((4_000,), _generator(8)))
+    )
     # The unweighted draws are much more spread out than the conditional.
     assert (unweighted.var(0)[missing] > 1.5 * draws.var(0)[missing]).all()
     assert math.isfinite(draws.sum().item())

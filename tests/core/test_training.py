@@ -69,7 +69,12 @@ def test_config_rejects_non_integer_counts(setting):
 
 @pytest.mark.parametrize(
     "setting",
-    [{"clip_grad_norm": None}, {"validation_fraction": 0.0}, {"lr_schedule": "constant"}, {"tol": 0.0}],
+    [
+        {"clip_grad_norm": None},
+        {"validation_fraction": 0.0},
+        {"lr_schedule": "constant"},
+        {"tol": 0.0},
+    ],
 )
 def test_config_accepts_boundary_settings(setting):
     TrainingConfig(**setting)
@@ -109,8 +114,14 @@ def test_early_stopping_restores_the_best_weights():
         return -((model.theta - 1.0) ** 2).expand(len(x))
 
     config = TrainingConfig(
-        max_epochs=100, batch_size=64, learning_rate=0.1, lr_schedule="constant", clip_grad_norm=None,
-        validation_fraction=0.25, n_iter_no_change=3, tol=0.0,
+        max_epochs=100,
+        batch_size=64,
+        learning_rate=0.1,
+        lr_schedule="constant",
+        clip_grad_norm=None,
+        validation_fraction=0.25,
+        n_iter_no_change=3,
+        tol=0.0,
     )
     result = train(model, objective, *_rows(20), config, _generator())
     assert result.stopped_early
@@ -127,9 +138,16 @@ def test_early_stopping_restores_the_best_weights():
 def test_without_validation_training_runs_all_epochs():
     model = Scalar()
     config = TrainingConfig(
-        max_epochs=7, batch_size=5, learning_rate=0.1, lr_schedule="constant", validation_fraction=0.0, tol=0.0
+        max_epochs=7,
+        batch_size=5,
+        learning_rate=0.1,
+        lr_schedule="constant",
+        validation_fraction=0.0,
+        tol=0.0,
     )
-    result = train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(10), config, _generator())
+    result = train(
+        model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(10), config, _generator()
+    )
     assert result.n_epochs == 7 and not result.stopped_early
     assert math.isclose(model.theta.item(), 0.1 * 14, rel_tol=1e-6)  # 2 steps per epoch
 
@@ -138,7 +156,12 @@ def test_cosine_schedule_anneals_the_learning_rate_to_zero():
     model = Scalar()
     n_steps = 12
     config = TrainingConfig(
-        max_epochs=n_steps, batch_size=64, learning_rate=0.1, lr_schedule="cosine", validation_fraction=0.0, tol=0.0
+        max_epochs=n_steps,
+        batch_size=64,
+        learning_rate=0.1,
+        lr_schedule="cosine",
+        validation_fraction=0.0,
+        tol=0.0,
     )
     train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(10), config, _generator())
     expected = sum(0.1 * 0.5 * (1 + math.cos(math.pi * t / n_steps)) for t in range(n_steps))
@@ -174,7 +197,13 @@ def test_batch_size_is_capped_at_the_number_of_training_rows():
             sizes.append(len(x))
         return model.theta.expand(len(x))
 
-    train(model, objective, *_rows(10), TrainingConfig(max_epochs=2, batch_size=1000, validation_fraction=0.0), _generator())
+    train(
+        model,
+        objective,
+        *_rows(10),
+        TrainingConfig(max_epochs=2, batch_size=1000, validation_fraction=0.0),
+        _generator(),
+    )
     assert sizes == [10, 10]
 
 
@@ -185,7 +214,9 @@ def test_parameters_and_backward_fn_select_what_is_trained():
             self.a = nn.Parameter(torch.zeros(1, dtype=DTYPE))
             self.b = nn.Parameter(torch.zeros(1, dtype=DTYPE))
 
-    config = TrainingConfig(max_epochs=3, lr_schedule="constant", learning_rate=0.1, validation_fraction=0.0, tol=0.0)
+    config = TrainingConfig(
+        max_epochs=3, lr_schedule="constant", learning_rate=0.1, validation_fraction=0.0, tol=0.0
+    )
     model = Two()
     objective = lambda x, o, r, g: (model.a + model.b).expand(len(x))  # noqa: E731
     train(model, objective, *_rows(8), config, _generator(), parameters=[model.a])
@@ -213,8 +244,13 @@ def test_epoch_callbacks():
 
     config = TrainingConfig(max_epochs=10, lr_schedule="constant", validation_fraction=0.0, tol=0.0)
     result = train(
-        model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(8), config, _generator(),
-        epoch_start_fn=started.append, epoch_end_fn=on_end,
+        model,
+        lambda x, o, r, g: model.theta.expand(len(x)),
+        *_rows(8),
+        config,
+        _generator(),
+        epoch_start_fn=started.append,
+        epoch_end_fn=on_end,
     )
     assert started == [0, 1, 2, 3]
     assert [info["epoch"] for info in ended] == [1, 2, 3, 4]
@@ -235,7 +271,9 @@ def test_non_finite_objective_from_the_start_raises(validation_fraction):
         calls.append(model.training)
         return model.theta.expand(len(x)) * math.nan
 
-    config = TrainingConfig(max_epochs=50, batch_size=2, validation_fraction=validation_fraction, max_non_finite_steps=3)
+    config = TrainingConfig(
+        max_epochs=50, batch_size=2, validation_fraction=validation_fraction, max_non_finite_steps=3
+    )
     with pytest.raises(NonFiniteLossError):
         train(model, objective, *_rows(12), config, _generator())
     assert sum(calls) == 3  # training stops after max_non_finite_steps consecutive failures
@@ -252,8 +290,14 @@ def test_occasional_non_finite_steps_are_skipped_and_counted():
         return model.theta.expand(len(x)) + (math.inf if bad else 0.0)
 
     config = TrainingConfig(
-        max_epochs=6, batch_size=5, learning_rate=0.1, lr_schedule="constant", clip_grad_norm=None,
-        validation_fraction=0.0, tol=0.0, max_non_finite_steps=2,
+        max_epochs=6,
+        batch_size=5,
+        learning_rate=0.1,
+        lr_schedule="constant",
+        clip_grad_norm=None,
+        validation_fraction=0.0,
+        tol=0.0,
+        max_non_finite_steps=2,
     )
     result = train(model, objective, *_rows(10), config, _generator())
     assert n_calls[0] == 12
@@ -273,8 +317,13 @@ def test_a_run_of_non_finite_steps_stops_and_restores_the_last_good_weights():
         return model.theta.expand(len(x)) + (math.nan if n_calls[0] > 4 else 0.0)
 
     config = TrainingConfig(
-        max_epochs=50, batch_size=5, learning_rate=0.1, lr_schedule="constant", validation_fraction=0.0,
-        tol=0.0, max_non_finite_steps=3,
+        max_epochs=50,
+        batch_size=5,
+        learning_rate=0.1,
+        lr_schedule="constant",
+        validation_fraction=0.0,
+        tol=0.0,
+        max_non_finite_steps=3,
     )
     result = train(model, objective, *_rows(10), config, _generator())
     assert result.n_non_finite_steps == 3
@@ -296,12 +345,24 @@ def _tiny_data(n_rows=96):
 
 def _fit_tiny_vae(seed, max_epochs=15, n_components=1):
     x_filled, observed = _tiny_data()
-    model = MissingDataVAE(3, 1, n_components=n_components, width=16, n_blocks=1, generator=_generator(0))
+    model = MissingDataVAE(
+        3, 1, n_components=n_components, width=16, n_blocks=1, generator=_generator(0)
+    )
 
     def objective(x, o, rows, generator):
-        return finite_mixture_objective(model, x, o, objective="iwelbo", sampling="ancestral", n_particles=3, generator=generator)
+        return finite_mixture_objective(
+            model,
+            x,
+            o,
+            objective="iwelbo",
+            sampling="ancestral",
+            n_particles=3,
+            generator=generator,
+        )
 
-    config = TrainingConfig(max_epochs=max_epochs, batch_size=32, learning_rate=1e-2, validation_fraction=0.0, tol=0.0)
+    config = TrainingConfig(
+        max_epochs=max_epochs, batch_size=32, learning_rate=1e-2, validation_fraction=0.0, tol=0.0
+    )
     result = train(model, objective, x_filled, observed, config, _generator(seed))
     return model, result
 
@@ -320,6 +381,8 @@ def test_training_is_reproducible_and_leaves_global_rng_alone():
     model_c, result_c = _fit_tiny_vae(seed=4, max_epochs=3, n_components=2)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert result_a.loss_curve == result_b.loss_curve
-    for (key, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+    for (key, a), (_, b) in zip(
+        model_a.state_dict().items(), model_b.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), key
     assert result_a.loss_curve != result_c.loss_curve
