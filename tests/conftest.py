@@ -8,6 +8,10 @@ import torch
 
 from skmissvae import METHODS, MixtureVAEImputer
 
+# The test models are tiny: several threads only add synchronisation overhead (a loaded
+# 2-core machine ran the suite 8x slower with torch's default thread count).
+torch.set_num_threads(1)
+
 #: Settings that make a fit take a fraction of a second on one CPU core.
 FAST_PARAMS = dict(
     latent_dim=2,

@@ -38,8 +38,13 @@ def resolve_device(device: str) -> torch.device:
 
 
 def torch_generator(random_state, device: torch.device) -> torch.Generator:
-    """A torch.Generator on ``device`` seeded from a numpy RandomState (never the global RNG)."""
-    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    """A torch.Generator on ``device`` seeded from ``random_state`` (never a global RNG).
+
+    ``None`` draws fresh entropy instead of using numpy's global RandomState as
+    ``check_random_state(None)`` would: users' programs must not be reseeded or advanced.
+    """
+    rng = np.random.RandomState() if random_state is None else check_random_state(random_state)
+    seed = int(rng.randint(np.iinfo(np.int32).max))
     return torch.Generator(device=device).manual_seed(seed)
 
 
@@ -167,7 +172,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         imputations : ndarray of shape (n_imputations, n_samples, n_features)
             Completed copies of ``X``; observed entries are unchanged in every copy.
         """
-        if not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
+        if isinstance(n_imputations, bool) or not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
             raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}.")
         values, observed = self._prepare(X)
 
@@ -301,6 +306,9 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 def _column_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Observed mean and standard deviation per column (0 and 1 where undefined or constant)."""
+    # A contiguous float64 copy makes the sums independent of the caller's memory layout
+    # (pandas hands over column-major data), so arrays and DataFrames give identical results.
+    values = np.ascontiguousarray(values, dtype=np.float64)
     counts = observed.sum(axis=0)
     filled = np.where(observed, values, 0.0).astype(np.float64)
     mean = np.divide(filled.sum(axis=0), counts, out=np.zeros(values.shape[1]), where=counts > 0)

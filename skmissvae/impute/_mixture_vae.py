@@ -51,16 +51,18 @@ class MixtureVAEImputer(BaseVAEImputer):
         ``objective="iwelbo"`` and a single-component or ancestral encoder).
     latent_dim : int, default=16
         Dimension of the latent space.
-    hidden_width : int, default=256
-        Width of the residual MLPs of encoder and decoder.
+    hidden_width : int, default=128
+        Width of the residual MLPs of encoder and decoder (the paper uses 256 on UCI data
+        and 200 with 3 blocks on its toy data; 128 trains about 3x faster per row on a CPU
+        and reached a better log-likelihood per second of training on the toy data).
     n_hidden_blocks : int, default=2
         Residual blocks per network.
     dropout : float, default=0.0
         Dropout probability inside the residual blocks.
     learning_rate : float, default=1e-3
         Initial step size of Adam (amsgrad).
-    batch_size : int, default=256
-        Rows per training step.
+    batch_size : int, default=128
+        Rows per training step (capped at the number of training rows).
     max_iter : int, default=200
         Maximum number of epochs.
     lr_schedule : {"cosine", "constant"}, default="cosine"
@@ -171,11 +173,11 @@ class MixtureVAEImputer(BaseVAEImputer):
         n_particles=5,
         gradient_estimator="stl",
         latent_dim=16,
-        hidden_width=256,
+        hidden_width=128,
         n_hidden_blocks=2,
         dropout=0.0,
         learning_rate=1e-3,
-        batch_size=256,
+        batch_size=128,
         max_iter=200,
         lr_schedule="cosine",
         clip_grad_norm=5.0,

@@ -295,12 +295,43 @@ def test_early_stopping_records_validation_scores(make_imputer, X_missing):
     assert np.isfinite(imputer.validation_scores_).all()
 
 
-def test_convergence_warning_only_with_early_stopping(make_imputer, X_missing):
-    with pytest.warns(ConvergenceWarning, match="max_iter"):
-        make_imputer(early_stopping=True, max_iter=2, n_iter_no_change=50).fit(X_missing)
+def test_convergence_warning_when_max_iter_cuts_off_improvement(make_imputer, X_missing):
+    # Still improving in the last epoch (best epoch == last == max_iter): warn, with or
+    # without early stopping.
+    for early_stopping in (True, False):
+        with pytest.warns(ConvergenceWarning, match="max_iter"):
+            make_imputer(
+                early_stopping=early_stopping, max_iter=2, n_iter_no_change=50, tol=0.0
+            ).fit(X_missing)
+    # The best epoch came before the last one: the run did converge, no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        make_imputer(early_stopping=False, max_iter=2).fit(X_missing)
+        imputer = make_imputer(early_stopping=True, max_iter=3, n_iter_no_change=50, tol=1e9)
+        imputer.fit(X_missing)
+    assert imputer.best_iteration_ == 1 and imputer.n_iter_ == 3
+
+
+def test_callbacks_called_each_epoch_and_can_stop(make_imputer, X_missing):
+    seen = []
+
+    def record(imputer, info):
+        assert hasattr(imputer, "model_")
+        seen.append(dict(info))
+
+    imputer = make_imputer(max_iter=4, callbacks=[record]).fit(X_missing)
+    assert [info["epoch"] for info in seen] == [1, 2, 3, 4]
+    assert set(seen[0]) >= {"epoch", "loss", "validation_score", "elapsed"}
+    assert [info["loss"] for info in seen] == pytest.approx(imputer.loss_curve_)
+
+    def stop_after_two(imputer, info):
+        return info["epoch"] >= 2
+
+    stopped = make_imputer(max_iter=10, callbacks=[record, stop_after_two]).fit(X_missing)
+    assert stopped.n_iter_ == 2 and len(stopped.loss_curve_) == 2
+    # Callbacks survive clone; an invalid value is rejected at fit.
+    assert clone(stopped).get_params()["callbacks"] == [record, stop_after_two]
+    with pytest.raises(ValueError, match="callbacks"):
+        make_imputer(callbacks=record).fit(X_missing)
 
 
 def test_training_improves_objective(make_imputer, X_missing):
