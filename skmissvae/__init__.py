@@ -7,7 +7,7 @@ Incomplete Data with Mixture Variational Families" (TMLR 2024).
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "MixtureVAEImputer", "__version__"]
+__all__ = ["METHODS", "DeMissVAEImputer", "MixtureVAEImputer", "__version__"]
 
 
 def __getattr__(name):

@@ -162,3 +162,82 @@ def finite_mixture_objective(
         weights = torch.softmax(log_w.detach(), dim=0).unsqueeze(-1)  # [S, B, 1]
         z.register_hook(lambda grad: grad * weights)
     return objectives.iwelbo(log_w)
+
+
+# ---------------------------------------------------------------------------------------
+# DeMissVAE (methods.md, sec. 5)
+# ---------------------------------------------------------------------------------------
+
+__all__ += ["demissvae_objectives", "demissvae_backward"]
+
+
+def demissvae_objectives(
+    model: MissingDataVAE,
+    x_imputed: Tensor,
+    observed: Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The two per-row DeMissVAE objectives from one forward pass.
+
+    Each imputation ``x~_k`` (``k = 1..K``) is encoded as if complete, ``q_k = q(z | x~_k)``,
+    and one reparameterised ``z_k ~ q_k`` is drawn. Then
+
+    * decoder objective (for ``theta``): the ELBO of the observed data under the imputation
+      mixture ``q_mix = (1/K) sum_j q_j`` with one stratified sample per component,
+      ``L_theta = (1/K) sum_k [log p(x_o | z_k) + log p(z_k) - log sg(q_mix)(z_k)]``
+      (observed dimensions only);
+    * encoder objective (for ``phi``): the complete-data ELBO of each imputation with STL,
+      ``L_phi = (1/K) sum_k [log p(x~_k | z_k) + log p(z_k) - log sg(q_k)(z_k)]``
+      (all dimensions).
+
+    Both share the encoder and decoder passes; route their gradients with
+    ``demissvae_backward`` so that each reaches only its own network.
+
+    Parameters
+    ----------
+    model : MissingDataVAE
+        With ``n_components=1``.
+    x_imputed : Tensor ``[B, K, D]``
+        Imputed copies of the rows (observed entries equal in all copies).
+    observed : Tensor ``[B, D]``
+
+    Returns
+    -------
+    decoder_objective, encoder_objective : Tensor ``[B]``
+    """
+    if model.n_components != 1:
+        raise ValueError("DeMissVAE needs a single-Gaussian encoder (n_components=1).")
+    batch, n_imp, _ = x_imputed.shape
+    observed_k = observed.unsqueeze(1).expand_as(x_imputed)  # [B, K, D]
+    q = model.encode(x_imputed, observed_k, generator)  # loc, scale [B, K, d]
+    z = q.rsample((), generator).transpose(0, 1)  # [K, B, d]
+    h = model.decode(z, generator)  # [K, B, n_params * D]
+    per_feature = model.likelihood.log_prob_elementwise(x_imputed.transpose(0, 1), h)  # [K, B, D]
+    log_prior = standard_normal_log_prob(z)  # [K, B]
+
+    loc, scale = q.loc.detach(), q.scale.detach()  # [B, K, d]
+    mixture = NormalMixture(loc.new_zeros(batch, n_imp), loc, scale)
+    log_q_mix = mixture.log_prob(z)  # [K, B]
+    log_q_own = DiagNormal(loc.transpose(0, 1), scale.transpose(0, 1)).log_prob(z)  # [K, B]
+
+    decoder_log_w = (per_feature * observed).sum(-1) + log_prior - log_q_mix  # [K, B]
+    encoder_log_w = per_feature.sum(-1) + log_prior - log_q_own  # [K, B]
+    return objectives.elbo(decoder_log_w), objectives.elbo(encoder_log_w)
+
+
+def demissvae_backward(
+    decoder_objective: Tensor,
+    encoder_objective: Tensor,
+    decoder_parameters: list[nn.Parameter],
+    encoder_parameters: list[nn.Parameter],
+) -> None:
+    """Accumulate ``-mean`` gradients: decoder objective -> decoder parameters only,
+    encoder objective -> encoder parameters only (methods.md, sec. 5, step 5).
+
+    ``backward(inputs=...)`` restricts each pass to its own parameters, so the decoder
+    objective's path through ``z`` into the encoder and the encoder objective's path into
+    the decoder weights are never accumulated. Clipping and the optimiser step are the
+    caller's (one joint clip, one step).
+    """
+    (-decoder_objective.mean()).backward(inputs=decoder_parameters, retain_graph=True)
+    (-encoder_objective.mean()).backward(inputs=encoder_parameters)

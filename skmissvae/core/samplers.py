@@ -108,9 +108,9 @@ def importance_resample(
 #
 # Imputations are held batch-first, ``x_imputed`` of shape ``[B, K, D]`` (the layout of
 # the DeMissVAE imputation store ``[N, K, D]``), with one shared mask ``observed [B, D]``.
-# Every function below runs without gradients, draws only from an explicit generator and
-# replaces nothing but the missing entries: observed entries of the output are the input's,
-# bit for bit (``torch.where`` copies them).
+# The samplers run without gradients, draw only from an explicit generator and replace
+# nothing but the missing entries: observed entries of the output are the input's, bit for
+# bit (``torch.where`` copies them).
 # ---------------------------------------------------------------------------------------
 
 __all__ += [
@@ -147,8 +147,8 @@ def column_pools(
     counts : Tensor ``[D]`` (long)
     """
     if max_size is not None:
-        perm = torch.randperm(len(x_filled), generator=generator, device=generator.device if generator is not None else None)
-        perm = perm.to(x_filled.device)
+        device = generator.device if generator is not None else x_filled.device
+        perm = torch.randperm(len(x_filled), generator=generator, device=device).to(x_filled.device)
         x_filled, observed = x_filled[perm], observed[perm]
     # A stable sort on "is missing" moves each column's observed values to the top, in order.
     order = torch.argsort((~observed).to(torch.int32), dim=0, stable=True)  # [N, D]
@@ -156,9 +156,8 @@ def column_pools(
     counts = observed.sum(0)  # [D]
     if max_size is not None:
         pool, counts = pool[:max_size], counts.clamp(max=max_size)
-    n_rows = max(1, int(counts.max().item()) if counts.numel() else 1)
-    pool = pool[:n_rows]
-    if len(pool) == 0:  # no rows at all
+    pool = pool[: max(1, int(counts.max()))]  # drop rows that are padding in every column
+    if len(pool) == 0:  # no rows at all: one row of padding keeps indexing valid
         pool = x_filled.new_zeros((1, x_filled.shape[1]))
     return pool, counts
 
@@ -193,7 +192,7 @@ def empirical_imputations(
     shape = (batch, n_imputations, n_features)
     u = torch.rand(shape, generator=generator, device=x_filled.device, dtype=torch.float64)
     counts = counts.to(x_filled.device)
-    index = (u * counts).long().clamp(max=None).minimum((counts - 1).clamp(min=0))  # [B, K, D]
+    index = torch.minimum((u * counts).long(), (counts - 1).clamp(min=0))  # [B, K, D]
     columns = torch.arange(n_features, device=x_filled.device)
     values = pool.to(x_filled)[index, columns]  # [B, K, D]
     values = torch.where(counts > 0, values, torch.zeros_like(values))

@@ -1,5 +1,6 @@
 """scikit-learn estimators: the VAE imputers."""
 
+from ._demissvae import DeMissVAEImputer
 from ._mixture_vae import METHODS, MixtureVAEImputer
 
-__all__ = ["METHODS", "MixtureVAEImputer"]
+__all__ = ["METHODS", "DeMissVAEImputer", "MixtureVAEImputer"]

@@ -1,0 +1,52 @@
+"""scikit-learn's estimator checks on DeMissVAEImputer (fast settings, both samplers)."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skmissvae import DeMissVAEImputer
+
+# Instances are needed at collection time, hence no conftest fixture.
+FAST = dict(
+    latent_dim=2,
+    hidden_width=8,
+    n_hidden_blocks=1,
+    batch_size=16,
+    max_iter=2,
+    early_stopping=False,
+    n_impute_samples=10,
+    n_score_samples=20,
+    n_imputations=2,
+    lair_iterations=2,
+    n_transform_sweeps=1,
+    pool_size=20,
+    device="cpu",
+    random_state=0,
+)
+
+ESTIMATORS = [
+    DeMissVAEImputer(**FAST),
+    DeMissVAEImputer(**FAST, sampler="pseudo_gibbs", encoder_uses_mask=True),
+    # Early stopping on (validation rows in the imputation store, best-state restore) and
+    # the training imputations kept as a fitted attribute.
+    DeMissVAEImputer(
+        **{**FAST, "early_stopping": True, "n_iter_no_change": 1, "max_iter": 3},
+        keep_imputations=True,
+    ),
+]
+
+_MONTE_CARLO = (
+    "transform and score_samples run a sampler and importance sampling; one torch.Generator "
+    "seeded from random_state serves a whole call, so a row's draws depend on which rows "
+    "share its batch and in what order. Deterministic per call, not per row."
+)
+
+EXPECTED_FAILED_CHECKS = {
+    "check_methods_subset_invariance": _MONTE_CARLO,
+    "check_methods_sample_order_invariance": _MONTE_CARLO,
+}
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
