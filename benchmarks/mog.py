@@ -77,11 +77,12 @@ class TimeToTarget:
     def __call__(self, imputer, info):
         if self.reached_at is not None or info["epoch"] % self.every:
             return False
+        earlier_evaluations = self.eval_time  # `elapsed` was taken before this one
         start = time.perf_counter()
         value = grid_log_likelihood(imputer, self.X_test, grid_size=200, bound=8.0).mean()
         self.eval_time += time.perf_counter() - start
         if value >= self.target:
-            self.reached_at = info["elapsed"] - self.eval_time
+            self.reached_at = info["elapsed"] - earlier_evaluations
             self.reached_epoch = info["epoch"]
         return False
 

@@ -1,5 +1,6 @@
 """The one home of imports from scikit-learn's private modules (they move between releases)."""
 
+from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-__all__ = ["Interval", "StrOptions"]
+__all__ = ["Interval", "StrOptions", "_fit_context"]

@@ -36,7 +36,9 @@ def run_demo(
     imputed = imputer.transform(X_test_missing)
     results = {
         "rmse": imputation_rmse(X_test, imputed, ~observed),
-        "rmse_column_mean": imputation_rmse(X_test, np.zeros_like(X_test), ~observed),
+        "rmse_column_mean": imputation_rmse(
+            X_test, np.broadcast_to(np.nanmean(X_train_missing, axis=0), X_test.shape), ~observed
+        ),
         "rmse_oracle": imputation_rmse(X_test, mixture.conditional_mean(X_test_missing), ~observed),
         "log_likelihood": imputer.score(X_test_missing),
         "log_likelihood_true": float(mixture.log_likelihood(X_test_missing).mean()),

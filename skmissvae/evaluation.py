@@ -43,6 +43,7 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
         raise ValueError(f"Grid integration needs latent_dim 1 or 2, got {model.latent_dim}.")
     values, observed = estimator._prepare(X)
     device = estimator._inference_device()
+    model.eval()
     step = 2 * bound / grid_size
     axis = torch.arange(grid_size, dtype=torch.float32, device=device) * step - bound + step / 2
     grid = torch.cartesian_prod(*[axis] * model.latent_dim).reshape(-1, model.latent_dim)  # [G, d]

@@ -136,8 +136,13 @@ def finite_mixture_objective(
     -------
     Tensor ``[B]``
     """
+    if objective not in ("elbo", "iwelbo") or sampling not in ("ancestral", "stratified"):
+        raise ValueError(f"Unknown objective {objective!r} or sampling {sampling!r}.")
     q = model.encode(x_filled, observed, generator)
-    if isinstance(q, NormalMixture) and sampling == "stratified":
+    stratified = isinstance(q, NormalMixture) and sampling == "stratified"
+    if dreg and (objective != "iwelbo" or stratified):
+        raise ValueError("DReG applies to the IWELBO with a Gaussian or ancestral encoder.")
+    if stratified:
         per_component = n_particles // q.n_components
         if per_component < 1 or n_particles % q.n_components:
             raise ValueError(

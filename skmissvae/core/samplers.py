@@ -73,6 +73,9 @@ def importance_conditional_mean(
     Observed entries of the result are copied from ``x_filled``.
     """
     _, h, log_w = _log_weights(model, x_filled, observed, q, n_samples, generator)
+    # A NaN weight counts as zero; a row with none usable gets equal weights (never NaN).
+    log_w = torch.nan_to_num(log_w, nan=-math.inf)
+    log_w = torch.where(torch.isfinite(log_w).any(0, keepdim=True), log_w, 0.0)
     weights = torch.softmax(log_w, dim=0).unsqueeze(-1)  # [S, B, 1]
     mean = (weights * model.likelihood.mean(h)).sum(0)  # [B, D]
     return torch.where(observed, x_filled, mean)
@@ -94,9 +97,7 @@ def importance_resample(
     probabilities ``softmax(log w)``, decoded, and the missing entries sampled.
     """
     z, _, log_w = _log_weights(model, x_filled, observed, q, n_samples, generator)
-    index = torch.multinomial(
-        torch.softmax(log_w, dim=0).T, n_draws, replacement=True, generator=generator
-    )  # [B, M]
+    index = _resample_indices(log_w, n_draws, generator)  # [B, M]
     rows = torch.arange(z.shape[1], device=z.device)
     chosen = z[index.T, rows]  # [M, B, d]
     x_sampled = model.likelihood.sample(model.decode(chosen, generator), generator)  # [M, B, D]

@@ -132,6 +132,7 @@ def train(
     backward_fn: Optional[Callable[[Tensor], None]] = None,
     epoch_start_fn: Optional[Callable[[int], None]] = None,
     epoch_end_fn: Optional[Callable[[dict], Optional[bool]]] = None,
+    validation_fn: Optional[ObjectiveFn] = None,
 ) -> TrainingResult:
     """Maximise ``mean(objective_fn(...))`` over ``x_filled`` ``[N, D]``.
 
@@ -156,13 +157,20 @@ def train(
     epoch_end_fn : callable, optional
         Called after each epoch with ``{"epoch", "loss", "validation_score", "elapsed"}``
         (epochs from 1); returning True stops training (the best weights are restored).
+    validation_fn : callable, optional
+        Per-row score of validation rows for early stopping (default: ``objective_fn``).
+
+    Without validation rows (``validation_fraction=0`` or too few rows) the final weights
+    are kept; otherwise those of the epoch with the best validation score.
     """
     start_time = time.perf_counter()
     params = list(model.parameters()) if parameters is None else parameters
     train_rows, val_rows = split_rows(len(x_filled), config.validation_fraction, generator)
     batch_size = min(config.batch_size, len(train_rows))
     steps_per_epoch = math.ceil(len(train_rows) / batch_size)
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate, amsgrad=True)
+    # The fused CPU/GPU kernel (torch >= 2.4) makes the optimiser step about 3x cheaper.
+    fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
+    optimizer = torch.optim.Adam(params, lr=config.learning_rate, amsgrad=True, fused=fused or None)
     total_steps = config.max_epochs * steps_per_epoch
     scheduler = None
     if config.lr_schedule == "cosine":
@@ -178,7 +186,7 @@ def train(
             epoch_start_fn(epoch)
         model.train()
         perm = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
-        epoch_loss, n_finite = 0.0, 0
+        epoch_loss, n_finite = torch.zeros((), device=x_filled.device), 0
         for start in range(0, len(perm), batch_size):
             idx = perm[start : start + batch_size]
             per_row = objective_fn(x_filled[idx], observed[idx], idx, generator)
@@ -202,14 +210,16 @@ def train(
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            epoch_loss += loss.item() * len(idx)
+            epoch_loss += loss.detach() * len(idx)  # no host sync per step
             n_finite += len(idx)
         result.n_epochs = epoch + 1
-        result.loss_curve.append(epoch_loss / max(n_finite, 1) if n_finite else math.nan)
+        result.loss_curve.append(epoch_loss.item() / n_finite if n_finite else math.nan)
 
         model.eval()
         if len(val_rows):
-            score = _evaluate(objective_fn, x_filled, observed, val_rows, 4 * batch_size, val_seed)
+            score = _evaluate(
+                validation_fn or objective_fn, x_filled, observed, val_rows, 4 * batch_size, val_seed
+            )
         else:
             score = -result.loss_curve[-1]
         result.validation_scores.append(score)
@@ -241,7 +251,10 @@ def train(
             "Training produced no finite objective value; lower learning_rate or check the "
             "scale of the data."
         )
-    model.load_state_dict(best_state)
+    if len(val_rows) or non_finite_run >= config.max_non_finite_steps:
+        model.load_state_dict(best_state)
+    else:
+        result.best_epoch = result.n_epochs - 1
     model.eval()
     result.fit_time = time.perf_counter() - start_time
     return result

@@ -11,17 +11,21 @@ from __future__ import annotations
 import copy
 import numbers
 import warnings
-from abc import abstractmethod
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._compat import Interval, StrOptions
+from .._compat import Interval, StrOptions, _fit_context
+from ..core.samplers import (
+    importance_conditional_mean,
+    importance_log_likelihood,
+    importance_resample,
+)
 from ..core.training import TrainingConfig, TrainingResult
 
 # Rows per inference batch are chosen so that rows x Monte-Carlo samples stays near this.
@@ -80,25 +84,34 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     }
 
     # -- what subclasses provide ------------------------------------------------------
-    @abstractmethod
     def _fit_model(self, x, observed, generator) -> TrainingResult:
         """Build ``self.model_`` and train it on standardised zero-filled tensors."""
+        raise NotImplementedError
 
-    @abstractmethod
+    def _proposal(self, x, observed, generator):
+        """Importance-sampling proposal ``q(z | x_o)`` for one standardised batch."""
+        raise NotImplementedError
+
     def _impute_batch(self, x, observed, generator) -> torch.Tensor:
         """Conditional-mean imputation ``[B, D]`` of one standardised batch."""
+        q = self._proposal(x, observed, generator)
+        return importance_conditional_mean(self.model_, x, observed, q, self.n_impute_samples, generator)
 
-    @abstractmethod
     def _sample_batch(self, x, observed, n_imputations, generator) -> torch.Tensor:
         """Draws ``[M, B, D]`` from the model's conditional for one standardised batch."""
+        q = self._proposal(x, observed, generator)
+        return importance_resample(
+            self.model_, x, observed, q, self.n_impute_samples, n_imputations, generator
+        )
 
-    @abstractmethod
     def _log_likelihood_batch(self, x, observed, generator) -> torch.Tensor:
-        """Estimate of ``log p(x_o)`` ``[B]`` in standardised units."""
+        """IWELBO estimate of ``log p(x_o)`` ``[B]`` in standardised units."""
+        q = self._proposal(x, observed, generator)
+        return importance_log_likelihood(self.model_, x, observed, q, self.n_score_samples, generator)
 
-    @abstractmethod
     def _samples_per_row(self, method: str) -> int:
         """Monte-Carlo samples per row that ``method`` draws (to size inference batches)."""
+        return self.n_score_samples if method == "score" else self.n_impute_samples
 
     # -- scikit-learn API -------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -130,7 +143,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.best_iteration_ = result.best_epoch + 1
         self.n_iter_ = result.n_epochs
         self.fit_time_ = result.fit_time
-        if self.n_iter_ == self.max_iter and self.best_iteration_ == self.n_iter_:
+        if self.early_stopping and self.n_iter_ == self.max_iter and self.best_iteration_ == self.n_iter_:
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
                 "validation objective was still improving; consider increasing max_iter.",
@@ -224,7 +237,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         # A model trained on a GPU must load on a CPU-only machine: pickle a CPU copy.
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: never swap the live estimator's model
         model = state.get("model_")
         if model is not None and any(p.device.type != "cpu" for p in model.parameters()):
             state["model_"] = copy.deepcopy(model).cpu()

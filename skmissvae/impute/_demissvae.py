@@ -12,9 +12,7 @@ from ..core.model import MissingDataVAE, demissvae_backward, demissvae_objective
 from ..core.samplers import (
     column_pools,
     empirical_imputations,
-    importance_conditional_mean,
     importance_log_likelihood,
-    importance_resample,
     imputation_mixture,
     lair,
     pseudo_gibbs,
@@ -22,6 +20,8 @@ from ..core.samplers import (
 from ..core.training import train
 from ._base import BaseVAEImputer, cpu_generator_from
 
+# Importance samples per validation row for early stopping.
+_VALIDATION_SAMPLES = 25
 # Rows per chunk when the imputation store is initialised (bounds the temporaries).
 _INIT_CHUNK_ROWS = 4096
 
@@ -370,6 +370,19 @@ class DeMissVAEImputer(BaseVAEImputer):
             # a step is skipped. Gradients come from `backward`, not from this tensor.
             return decoder_term + 0.0 * encoder_term.detach()
 
+        def validation(x_batch, observed_batch, rows, gen):
+            # Early stopping watches an IWELBO of log p(x_o) with the rows' imputation mixture
+            # as proposal: the decoder objective (an ELBO) drifts with the imputations and
+            # stopped training far too early on the toy data.
+            imputations = store[rows]  # [B, K, D]
+            if state["epoch"] >= 1:
+                imputations = self._refresh(imputations, observed_batch, gen)
+                store[rows] = imputations
+            q = imputation_mixture(self.model_, imputations, observed_batch)
+            return importance_log_likelihood(
+                self.model_, x_batch, observed_batch, q, _VALIDATION_SAMPLES, gen
+            )
+
         def backward(per_row):
             decoder_term, encoder_term = state["terms"]
             state["terms"] = None
@@ -378,6 +391,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         result = train(
             self.model_, objective, x, observed, self._training_config(), generator,
             backward_fn=backward, epoch_start_fn=epoch_start, epoch_end_fn=self._epoch_end,
+            validation_fn=validation,
         )
         self._imputation_store = store
         return result
@@ -419,17 +433,3 @@ class DeMissVAEImputer(BaseVAEImputer):
         n_samples = self.n_score_samples if method == "score" else self.n_impute_samples
         candidates = self.lair_samples_per_proposal * (self.n_imputations + self.lair_prior_proposals)
         return max(n_samples, self.n_imputations + candidates)
-
-    def _impute_batch(self, x, observed, generator):
-        q = self._proposal(x, observed, generator)
-        return importance_conditional_mean(self.model_, x, observed, q, self.n_impute_samples, generator)
-
-    def _sample_batch(self, x, observed, n_imputations, generator):
-        q = self._proposal(x, observed, generator)
-        return importance_resample(
-            self.model_, x, observed, q, self.n_impute_samples, n_imputations, generator
-        )
-
-    def _log_likelihood_batch(self, x, observed, generator):
-        q = self._proposal(x, observed, generator)
-        return importance_log_likelihood(self.model_, x, observed, q, self.n_score_samples, generator)

@@ -6,11 +6,6 @@ import numbers
 
 from .._compat import Interval, StrOptions
 from ..core.model import MissingDataVAE, finite_mixture_objective
-from ..core.samplers import (
-    importance_conditional_mean,
-    importance_log_likelihood,
-    importance_resample,
-)
 from ..core.training import train
 from ._base import BaseVAEImputer, cpu_generator_from
 
@@ -260,19 +255,6 @@ class MixtureVAEImputer(BaseVAEImputer):
             epoch_end_fn=self._epoch_end,
         )
 
-    def _samples_per_row(self, method: str) -> int:
-        return self.n_score_samples if method == "score" else self.n_impute_samples
-
-    def _impute_batch(self, x, observed, generator):
-        q = self.model_.encode(x, observed)
-        return importance_conditional_mean(self.model_, x, observed, q, self.n_impute_samples, generator)
-
-    def _sample_batch(self, x, observed, n_imputations, generator):
-        q = self.model_.encode(x, observed)
-        return importance_resample(
-            self.model_, x, observed, q, self.n_impute_samples, n_imputations, generator
-        )
-
-    def _log_likelihood_batch(self, x, observed, generator):
-        q = self.model_.encode(x, observed)
-        return importance_log_likelihood(self.model_, x, observed, q, self.n_score_samples, generator)
+    def _proposal(self, x, observed, generator):
+        # At test time the encoder is sampled ancestrally, also after stratified training.
+        return self.model_.encode(x, observed)
