@@ -53,6 +53,7 @@ class DiagNormal:
         return self.loc + self.scale * _standard_normal(shape, self.loc, generator)
 
     def sample(self, sample_shape=(), generator: torch.Generator | None = None) -> Tensor:
+        """Draws without gradients, shape ``sample_shape + [B, d]``."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator)
 
@@ -85,6 +86,7 @@ class NormalMixture:
 
     @property
     def n_components(self) -> int:
+        """Number of mixture components ``K``."""
         return self.loc.shape[-2]
 
     @property
@@ -93,6 +95,7 @@ class NormalMixture:
         return torch.log_softmax(self.logits, dim=-1)
 
     def detach(self) -> "NormalMixture":
+        """The same mixture with parameters cut from the graph (for STL)."""
         return NormalMixture(self.logits.detach(), self.loc.detach(), self.scale.detach())
 
     # -- densities --------------------------------------------------------------------
@@ -104,10 +107,6 @@ class NormalMixture:
     def log_prob(self, z: Tensor) -> Tensor:
         """Full mixture density ``log q_mix(z)``: ``[..., B, d] -> [..., B]``."""
         return torch.logsumexp(self.log_weights + self.component_log_prob(z), dim=-1)
-
-    def stratified_log_prob(self, z: Tensor) -> Tensor:
-        """Mixture density of stratified draws: ``[S, K, B, d] -> [S, K, B]``."""
-        return self.log_prob(z)
 
     # -- sampling ---------------------------------------------------------------------
     def sample(self, sample_shape=(), generator: torch.Generator | None = None) -> Tensor:

@@ -25,6 +25,7 @@ class GaussianLikelihood:
     n_params = 2
 
     def params(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loc, scale)``, each ``[..., B, D]``, from the decoder output ``h``."""
         loc, raw_scale = h.chunk(2, dim=-1)
         return loc, F.softplus(raw_scale) + SCALE_FLOOR
 
@@ -38,9 +39,11 @@ class GaussianLikelihood:
         return (self.log_prob_elementwise(x_filled, h) * observed).sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
+        """``E[x | z]``, shape ``[..., B, D]``."""
         return self.params(h)[0]
 
     def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One draw ``x ~ p(x | z)`` per decoder output, shape ``[..., B, D]``."""
         loc, scale = self.params(h)
         eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
         return loc + scale * eps
@@ -59,7 +62,9 @@ class BernoulliLikelihood:
         return (self.log_prob_elementwise(x_filled, h) * observed).sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
+        """``P(x = 1 | z)``, shape ``[..., B, D]``."""
         return torch.sigmoid(h)
 
     def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One 0/1 draw per decoder output, shape ``[..., B, D]``."""
         return torch.bernoulli(torch.sigmoid(h), generator=generator)

@@ -130,10 +130,12 @@ class DeMissVAEImputer(BaseVAEImputer):
     mean_, scale_ : ndarray of shape (n_features,)
         Per-column mean and standard deviation of the observed entries, used to standardise.
     loss_curve_ : list of float
-        Mean training loss (negative decoder objective) per epoch.
+        Mean training loss (negative decoder objective) per epoch, in nats per row of the
+        internally standardised data.
     validation_scores_ : list of float
-        Validation decoder objective per epoch (training objective when early stopping is
-        off).
+        Per epoch, the IWELBO of the validation rows with their imputation mixture as
+        proposal (25 samples), or minus the training loss when early stopping is off; in
+        the same standardised units.
     best_iteration_ : int
         Epoch whose weights were kept.
     n_iter_ : int
@@ -425,8 +427,12 @@ class DeMissVAEImputer(BaseVAEImputer):
         imputations = empirical_imputations(
             x, observed, pool, pool_observed.sum(0), self.n_imputations, generator
         )  # [B, K, D]
-        for _ in range(self.n_transform_sweeps):
-            imputations = self._refresh(imputations, observed, generator)
+        incomplete = ~observed.all(1)  # complete rows need no sweeps
+        if incomplete.any():
+            for _ in range(self.n_transform_sweeps):
+                imputations[incomplete] = self._refresh(
+                    imputations[incomplete], observed[incomplete], generator
+                )
         return imputation_mixture(self.model_, imputations, observed)
 
     def _samples_per_row(self, method: str) -> int:

@@ -95,9 +95,11 @@ class MixtureVAEImputer(BaseVAEImputer):
     mean_, scale_ : ndarray of shape (n_features,)
         Per-column mean and standard deviation of the observed entries, used to standardise.
     loss_curve_ : list of float
-        Mean training loss (negative objective) per epoch.
+        Mean training loss (negative objective) per epoch, in nats per row of the
+        internally standardised data.
     validation_scores_ : list of float
-        Validation objective per epoch (training objective when early stopping is off).
+        Validation score per epoch (minus the training loss when early stopping is off),
+        in the same standardised units.
     best_iteration_ : int
         Epoch whose weights were kept.
     n_iter_ : int

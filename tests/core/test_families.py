@@ -85,11 +85,11 @@ def test_mixture_log_prob_matches_torch_mixture_same_family():
     torch.testing.assert_close(q.log_weights.exp().sum(-1), torch.ones(4, dtype=DTYPE))
 
 
-def test_mixture_stratified_log_prob_is_the_full_mixture_density():
+def test_mixture_log_prob_of_stratified_draws_is_the_full_mixture_density():
     logits, loc, scale = _mixture_params(batch=4, n_components=3, dim=2)
     q = NormalMixture(logits, loc, scale)
     z = q.rsample_stratified((2,), _generator(0))  # [I, K, B, d]
-    out = q.stratified_log_prob(z)
+    out = q.log_prob(z)
     assert out.shape == (2, 3, 4)
     expected = _torch_mixture(logits, loc, scale).log_prob(z)  # the *full* mixture density
     torch.testing.assert_close(out, expected)
