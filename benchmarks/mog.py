@@ -120,43 +120,21 @@ def run(method, seed, train, test, mixture, quick):
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Paper toy benchmark (mixture of Gaussians).")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(VARIANTS),
-                        help="default: the six finite-mixture variants")
-    parser.add_argument("--data", type=Path, default=SHARED_DATA)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--output", default="mog", help="results file stem")
-    args = parser.parse_args()
-    train, test, mixture, source = load_data(args.data, args.quick)
-
-    rows = []
-    for seed in args.seeds:
-        for method in args.methods:
-            row = run(method, seed, train, test, mixture, args.quick)
-            rows.append(row)
-            print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
-    frame = pd.DataFrame(rows)
+def write_report(frame: pd.DataFrame, stem: str, command: str, note: str) -> None:
+    """Write ``frame`` (one row per fit) as CSV and a Markdown summary of medians over seeds."""
     columns = ["loglik_iwelbo", "loglik_grid", "score_std_5_seeds", "rmse", "rmse_ratio",
                "fit_time_s", "epochs", "time_to_target_s"]
     summary = frame.groupby("method", sort=False)[columns].median()
-
-    RESULTS.mkdir(exist_ok=True)
-    stem = args.output + ("_quick" if args.quick else "")
-    frame.to_csv(RESULTS / f"{stem}.csv", index=False)
-    command = "python benchmarks/mog.py " + " ".join(
-        [f"--seeds {' '.join(map(str, args.seeds))}", f"--methods {' '.join(args.methods)}"]
-        + (["--quick"] if args.quick else [])
-    )
     true_ll = frame["loglik_true"].iloc[0]
     best = summary["loglik_grid"].idxmax()
+    RESULTS.mkdir(exist_ok=True)
+    frame.to_csv(RESULTS / f"{stem}.csv", index=False)
     with open(RESULTS / f"{stem}.md", "w") as f:
         f.write(header("Mixture-of-Gaussians toy benchmark", command))
         f.write(
-            f"Data: {source}; {len(train)} training rows, 50 % MCAR; {len(test)} complete test "
-            f"rows. Defaults with `latent_dim=2`. Medians over seeds {args.seeds}. True model: "
-            f"{true_ll:.4f} nats; oracle RMSE {frame['rmse_oracle'].median():.4f}.\n\n"
+            f"{note} Defaults with `latent_dim=2`; medians over seeds "
+            f"{sorted(frame['seed'].unique().tolist())}. True model: {true_ll:.4f} nats; oracle "
+            f"RMSE {frame['rmse_oracle'].median():.4f}.\n\n"
         )
         f.write(markdown_table(summary))
         f.write(
@@ -166,6 +144,39 @@ def main() -> None:
             f"{summary.loc[best, 'rmse_ratio']:.3f} (target: <= {1 + RMSE_TOLERANCE}).\n"
         )
     print(summary.round(4).to_string())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Paper toy benchmark (mixture of Gaussians).")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(VARIANTS),
+                        help="default: the six finite-mixture variants")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--output", default="mog", help="results file stem")
+    parser.add_argument("--merge", nargs="+", metavar="STEM",
+                        help="only re-render: combine results/STEM.csv files (e.g. runs made in "
+                             "parallel) into results/OUTPUT.md")
+    args = parser.parse_args()
+    if args.merge:
+        frame = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.merge])
+        command = f"python benchmarks/mog.py --merge {' '.join(args.merge)} --output {args.output}"
+        write_report(frame, args.output, command, f"Merged from runs {', '.join(args.merge)}.")
+        return
+
+    train, test, mixture, source = load_data(args.data, args.quick)
+    rows = []
+    for seed in args.seeds:
+        for method in args.methods:
+            row = run(method, seed, train, test, mixture, args.quick)
+            rows.append(row)
+            print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+    command = "python benchmarks/mog.py " + " ".join(
+        [f"--seeds {' '.join(map(str, args.seeds))}", f"--methods {' '.join(args.methods)}",
+         f"--output {args.output}"] + (["--quick"] if args.quick else [])
+    )
+    note = f"Data: {source}; {len(train)} training rows, 50 % MCAR; {len(test)} complete test rows."
+    write_report(pd.DataFrame(rows), args.output + ("_quick" if args.quick else ""), command, note)
 
 
 if __name__ == "__main__":

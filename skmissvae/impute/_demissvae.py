@@ -96,7 +96,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         restored. Validation rows keep imputations in the store too, refreshed once per
         epoch, and are scored with the decoder objective.
     validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=20
+    n_iter_no_change : int, default=50
     tol : float, default=1e-3
         Minimum improvement, in nats per row, that counts for early stopping.
     n_impute_samples : int, default=100
@@ -251,7 +251,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         clip_grad_norm=5.0,
         early_stopping=True,
         validation_fraction=0.1,
-        n_iter_no_change=20,
+        n_iter_no_change=50,
         tol=1e-3,
         n_impute_samples=100,
         n_score_samples=1000,
