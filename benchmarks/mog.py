@@ -33,21 +33,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skmissvae import METHODS, DeMissVAEImputer, MixtureVAEImputer
+from skmissvae import METHODS
 from skmissvae.datasets import MixtureOfGaussians, make_mcar, make_mixture_of_gaussians
 from skmissvae.evaluation import grid_log_likelihood, imputation_rmse
 
 from _report import header, markdown_table
+from _variants import VARIANTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mog2_large.npz"
-# Every variant: an estimator class and its settings beside the defaults.
-VARIANTS = {name: (MixtureVAEImputer, params) for name, params in METHODS.items()}
-VARIANTS["DeMissVAE-LAIR-toy"] = (  # the paper's toy setting: T=1, R=0, no final resampling
-    DeMissVAEImputer,
-    {"lair_iterations": 1, "lair_prior_proposals": 0, "lair_final_resampling": False},
-)
-VARIANTS["DeMissVAE-LAIR"] = (DeMissVAEImputer, {})  # continuous-data setting: T=10, R=1
 TARGET_GAP = 0.10  # nats below the true model's log-likelihood
 RMSE_TOLERANCE = 0.05  # relative to the oracle
 

@@ -1,0 +1,12 @@
+"""The variants every benchmark compares: an estimator class and its non-default settings."""
+
+from skmissvae import METHODS, DeMissVAEImputer, MixtureVAEImputer
+
+VARIANTS = {name: (MixtureVAEImputer, params) for name, params in METHODS.items()}
+# The paper's toy setting of LAIR: T=1 iteration, no prior proposal, no final resampling.
+VARIANTS["DeMissVAE-LAIR-toy"] = (
+    DeMissVAEImputer,
+    {"lair_iterations": 1, "lair_prior_proposals": 0, "lair_final_resampling": False},
+)
+# The continuous-data setting (the estimator's defaults): T=10, I=1, R=1, final resampling.
+VARIANTS["DeMissVAE-LAIR"] = (DeMissVAEImputer, {})
