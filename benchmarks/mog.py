@@ -151,11 +151,14 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", metavar="STEM",
                         help="only re-render: combine results/STEM.csv files (e.g. runs made in "
                              "parallel) into results/OUTPUT.md")
+    parser.add_argument("--note", default="", help="extra sentence for the report (e.g. how runs shared the machine)")
     args = parser.parse_args()
     if args.merge:
         frame = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.merge])
         command = f"python benchmarks/mog.py --merge {' '.join(args.merge)} --output {args.output}"
-        write_report(frame, args.output, command, f"Merged from runs {', '.join(args.merge)}.")
+        note = f"Merged from runs {', '.join(args.merge)}. {args.note}"
+        command += f' --note "{args.note}"' if args.note else ""
+        write_report(frame, args.output, command, note)
         return
 
     train, test, mixture, source = load_data(args.data, args.quick)
