@@ -21,6 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, StrOptions, _fit_context
+from .._progress import TrainingProgress
 from ..core.samplers import (
     importance_conditional_mean,
     importance_log_likelihood,
@@ -137,7 +138,12 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         generator = torch_generator(self.random_state, self.device_)
         x, mask = self._to_tensors(values, observed, self.device_)
-        result = self._fit_model(x, mask, generator)
+        # verbose output is drawn here, not in core, so that it can adapt to notebooks.
+        self._progress = TrainingProgress(self.max_iter, self.verbose, label=type(self).__name__)
+        try:
+            result = self._fit_model(x, mask, generator)
+        finally:
+            self.__dict__.pop("_progress").close()
         self.loss_curve_ = result.loss_curve
         self.validation_scores_ = result.validation_scores
         self.best_iteration_ = result.best_epoch + 1
@@ -248,7 +254,13 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """Cross-parameter checks that ``_parameter_constraints`` cannot express."""
 
     def _epoch_end(self, info: dict):
-        """Pass epoch summaries to the user's callbacks; any True return stops training."""
+        """Pass epoch summaries to the progress display and the user's callbacks.
+
+        Any callback returning True stops training.
+        """
+        progress = self.__dict__.get("_progress")
+        if progress is not None:
+            progress.update(info)
         stop = False
         for callback in self.callbacks or ():
             stop = bool(callback(self, info)) or stop
@@ -264,7 +276,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             validation_fraction=self.validation_fraction if self.early_stopping else 0.0,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
-            verbose=int(self.verbose),
+            verbose=0,  # progress is shown by _epoch_end (skmissvae._progress)
         )
 
     def _validate_input(self, X, reset: bool) -> np.ndarray:
