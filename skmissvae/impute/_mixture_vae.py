@@ -82,7 +82,9 @@ class MixtureVAEImputer(BaseVAEImputer):
         Seeds weight initialisation, batching and all Monte-Carlo draws, in ``fit`` and in
         every later call. torch's and numpy's global generators are never touched.
     verbose : int, default=0
-        0 is silent; 1 prints one line per epoch.
+        0 is silent; 1 shows training progress (epoch, loss, validation score, time
+        left), one line rewritten in place on a terminal and about ten lines in notebooks
+        and logs; 2 prints a line after every epoch.
     callbacks : list of callable, default=None
         Each is called after every epoch as ``callback(imputer, info)`` with
         ``info = {"epoch", "loss", "validation_score", "elapsed"}``, while ``imputer.model_``
