@@ -22,15 +22,25 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._progress import TrainingProgress
+from ..core.likelihoods import MixedLikelihood
 from ..core.samplers import (
     importance_conditional_mean,
     importance_log_likelihood,
     importance_resample,
 )
-from ..core.training import TrainingConfig, TrainingResult
+from ..core.training import NonFiniteLossError, TrainingConfig, TrainingResult
+from ._columns import TableEncoder, infer_column_types
 
 # Rows per inference batch are chosen so that rows x Monte-Carlo samples stays near this.
 _INFERENCE_BUDGET = 2**16
+# Standardised values are clipped to this many standard deviations before they enter the
+# float32 network: squares of larger values overflow float32 and would give NaN or -inf.
+_STANDARDISED_LIMIT = 1e6
+# Columns whose largest magnitude exceeds this are rescaled before their mean and standard
+# deviation are computed, so that sums and squares cannot overflow float64.
+_RESCALE_ABOVE = 1e150
+# Training rows on which a fitted model is checked for finite scores and imputations.
+_FINITE_CHECK_ROWS = 64
 
 
 def resolve_device(device: str) -> torch.device:
@@ -82,6 +92,8 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "callbacks": [list, None],
+        "keep_empty_features": ["boolean"],
+        "column_types": [dict, None],
     }
 
     # -- what subclasses provide ------------------------------------------------------
@@ -132,9 +144,9 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Fitted estimator.
         """
         self._check_params()
-        values = self._validate_input(X, reset=True)
-        observed = ~np.isnan(values)
+        values, observed = self._fit_input(X)
         self.mean_, self.scale_ = _column_statistics(values, observed)
+        self._finish_columns()
         self.device_ = resolve_device(self.device)
         generator = torch_generator(self.random_state, self.device_)
         x, mask = self._to_tensors(values, observed, self.device_)
@@ -144,6 +156,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             result = self._fit_model(x, mask, generator)
         finally:
             self.__dict__.pop("_progress").close()
+        self._check_trained_model(x, mask, result)
         self.loss_curve_ = result.loss_curve
         self.validation_scores_ = result.validation_scores
         self.best_iteration_ = result.best_epoch + 1
@@ -170,11 +183,14 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X_imputed : ndarray or DataFrame of shape (n_samples, n_features)
             Observed entries are returned unchanged (bit for bit); a DataFrame input gives a
             DataFrame with the same columns and index; arrays keep a float input's dtype.
+            Columns that were entirely missing during ``fit`` are dropped, or with
+            ``keep_empty_features=True`` kept with their missing entries set to 0. Rows
+            with no observed entry are imputed from the model's prior predictive mean.
         """
         values, observed = self._prepare(X)
         imputed = self._map_batches(self._impute_batch, values, observed, "transform")
         out = np.where(observed, values, self._unstandardise(imputed).astype(values.dtype))
-        return self._wrap_like(out, X)
+        return self._wrap_like(self._handle_empty_features(out, values), X)
 
     def sample_imputations(self, X, n_imputations=5):
         """Draw multiple imputations from the model's conditional ``p(x_m | x_o)``.
@@ -194,12 +210,8 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if isinstance(n_imputations, bool) or not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
             raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}.")
         values, observed = self._prepare(X)
-
-        def sample(x, mask, generator):
-            return self._sample_batch(x, mask, n_imputations, generator)
-
-        draws = self._map_batches(sample, values, observed, "sample", rows_axis=1)
-        return np.where(observed, values, self._unstandardise(draws).astype(values.dtype))
+        draws = self._draw_imputations(values, observed, n_imputations)
+        return self._wrap_draws(self._handle_empty_features(draws, values), X)
 
     def score_samples(self, X):
         """Estimate the log-likelihood ``log p(x_o)`` of each row's observed entries.
@@ -213,12 +225,17 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         log_likelihood : ndarray of shape (n_samples,)
             Importance-weighted lower bound on ``log p(x_o)`` in nats, in the units of the
-            data passed in (the standardisation's Jacobian is accounted for).
+            data passed in (the standardisation's Jacobian is accounted for). Columns that
+            were entirely missing during ``fit`` are ignored; a row with no observed entry
+            scores exactly 0.
         """
         values, observed = self._prepare(X)
         log_lik = self._map_batches(self._log_likelihood_batch, values, observed, "score")
         jacobian = (observed * np.log(self.scale_)).sum(axis=1)
-        return (log_lik.astype(np.float64) - jacobian).astype(values.dtype)
+        # A row with nothing observed has log p(x_o) = log 1 = 0 exactly; the Monte-Carlo
+        # estimate would only be close to it.
+        log_lik = np.where(observed.any(axis=1), log_lik.astype(np.float64) - jacobian, 0.0)
+        return log_lik.astype(values.dtype)
 
     def score(self, X, y=None):
         """Mean estimated log-likelihood of the observed entries (higher is better).
@@ -280,25 +297,133 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         )
 
     def _validate_input(self, X, reset: bool) -> np.ndarray:
+        # Named checks first: sklearn's own messages name neither the column nor the fix.
+        _reject_non_numeric_columns(X, type(self).__name__)
         values = validate_data(
             self,
             X,
             reset=reset,
             dtype=[np.float64, np.float32],
-            ensure_all_finite="allow-nan",
+            ensure_all_finite=False,
             copy=False,
         )
+        _reject_infinite_values(values, getattr(self, "feature_names_in_", None))
         return values
+
+    def _fit_input(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """Validated training values and observed-mask, without rows that are all missing.
+
+        Sets ``empty_features_``. Rows with no observed entry carry no information about
+        the model (their likelihood is 1 whatever the parameters), so they are left out.
+        """
+        mixed = self._fit_columns(X)
+        if mixed is not None:
+            return mixed
+        values = self._validate_input(X, reset=True)
+        observed = ~np.isnan(values)
+        self.empty_features_ = ~observed.any(axis=0)
+        rows = observed.any(axis=1)
+        if not rows.any():
+            raise ValueError(
+                f"Every entry of X is missing (NaN); {type(self).__name__} needs at least "
+                "one observed value to fit."
+            )
+        return values[rows], observed[rows]
 
     def _prepare(self, X) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
+        if self._column_encoder() is not None:
+            validate_data(self, X, reset=False, skip_check_array=True)  # names and width
+            return self.column_encoder_.encode(X)
         values = self._validate_input(X, reset=False)
-        return values, ~np.isnan(values)
+        # Columns entirely missing at fit are unknown to the model: never treat as observed.
+        return values, ~np.isnan(values) & ~self.empty_features_
 
     def _to_tensors(self, values, observed, device):
-        standardised = (values - self.mean_) / self.scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            standardised = (values - self.mean_) / self.scale_
+        standardised = np.clip(standardised, -_STANDARDISED_LIMIT, _STANDARDISED_LIMIT)
         x = torch.as_tensor(np.where(observed, standardised, 0.0), dtype=torch.float32, device=device)
         return x, torch.as_tensor(observed, device=device)
+
+    def _draw_imputations(self, values, observed, n_imputations) -> np.ndarray:
+        """``[M, N, D]`` completed copies of ``values`` (all columns, observed ones kept)."""
+
+        def sample(x, mask, generator):
+            return self._sample_batch(x, mask, n_imputations, generator)
+
+        draws = self._map_batches(sample, values, observed, "sample", rows_axis=1)
+        return np.where(observed, values, self._unstandardise(draws).astype(values.dtype))
+
+    def _output_features(self) -> np.ndarray:
+        """Boolean mask of the input columns that outputs keep (``keep_empty_features``)."""
+        if self.keep_empty_features:
+            return np.ones(self.n_features_in_, dtype=bool)
+        return ~self.empty_features_
+
+    def _handle_empty_features(self, out: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Drop the columns empty at fit from ``out [..., N, D]``, or fill their gaps with 0."""
+        empty = self.empty_features_
+        if not empty.any():
+            return out
+        if not self.keep_empty_features:
+            return out[..., ~empty]
+        out = out.copy()
+        # scikit-learn's convention (SimpleImputer): an empty feature is imputed with 0.
+        out[..., empty] = np.where(np.isnan(values[:, empty]), 0.0, values[:, empty])
+        return out
+
+    def get_feature_names_out(self, input_features=None):
+        """Get output feature names for transformation.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input features; if None, ``feature_names_in_`` is used when defined, otherwise
+            ``["x0", "x1", ...]``.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            The input names, without the columns that were entirely missing during ``fit``
+            unless ``keep_empty_features=True``.
+        """
+        check_is_fitted(self)
+        names = super().get_feature_names_out(input_features)
+        return names[self._output_features()]
+
+    def _check_trained_model(self, x, observed, result: TrainingResult) -> None:
+        """Refuse a trained model whose scores or imputations are not finite.
+
+        Steps with a non-finite loss are skipped by the training loop; when they were many
+        the weights can still have diverged (huge learning rate, extreme data). A model
+        that would output NaN is never kept: it is removed and an error raised.
+        """
+        rows = slice(0, _FINITE_CHECK_ROWS)
+        finite = all(bool(torch.isfinite(p).all()) for p in self.model_.parameters())
+        if finite:
+            # A fixed seed: the check must not consume the estimator's random stream.
+            generator = torch.Generator(device=x.device).manual_seed(0)
+            self.model_.eval()
+            with torch.no_grad():
+                log_lik = self._log_likelihood_batch(x[rows], observed[rows], generator)
+                imputed = self._impute_batch(x[rows], observed[rows], generator)
+            finite = bool(torch.isfinite(log_lik).all() and torch.isfinite(imputed).all())
+        name = type(self).__name__
+        if not finite:
+            del self.model_
+            raise NonFiniteLossError(
+                f"{name} training diverged: the fitted model gives non-finite "
+                f"log-likelihoods or imputations ({result.n_non_finite_steps} steps had a "
+                "non-finite loss and were skipped). Lower learning_rate, set "
+                "clip_grad_norm, or check the data for extreme values."
+            )
+        if result.n_non_finite_steps:
+            warnings.warn(
+                f"{name}: {result.n_non_finite_steps} training steps had a non-finite loss "
+                "and were skipped; consider a lower learning_rate.",
+                ConvergenceWarning,
+            )
 
     def _unstandardise(self, x: np.ndarray) -> np.ndarray:
         return x * self.scale_ + self.mean_
@@ -323,9 +448,64 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 outputs.append(fn(x, mask, generator).cpu().numpy().astype(np.float64))
         return np.concatenate(outputs, axis=rows_axis)
 
+    # -- mixed-type tables (skmissvae.impute._columns) -----------------------------------
+    def _column_encoder(self) -> TableEncoder | None:
+        """The fitted table encoder, or None when every column is continuous."""
+        return self.__dict__.get("column_encoder_")
+
+    def _fit_columns(self, X) -> tuple[np.ndarray, np.ndarray] | None:
+        """Column types of ``X``; for a table with binary or categorical columns, its
+        encoded values and observed-mask (rows with nothing observed left out).
+
+        Sets ``column_types_`` and ``column_encoder_``. Returns None, and leaves ``X`` to
+        the numeric validation, when every column is continuous: arrays without
+        ``column_types`` never reach the encoder.
+        """
+        self.column_encoder_ = None
+        if self.column_types is None and not isinstance(X, pd.DataFrame):
+            kinds = None
+        else:
+            kinds = infer_column_types(X, self.column_types)
+        if kinds is None or all(kind == "continuous" for kind in kinds):
+            return None
+        validate_data(self, X, reset=True, skip_check_array=True)  # names and width
+        self.column_encoder_ = TableEncoder(kinds).fit(X)
+        values, observed = self.column_encoder_.encode(X)
+        # Every column has an observed value (the encoder checks), so none is empty.
+        self.empty_features_ = np.zeros(self.n_features_in_, dtype=bool)
+        rows = observed.any(axis=1)
+        return values[rows], observed[rows]
+
+    def _finish_columns(self) -> None:
+        """After the statistics: set ``column_types_``; standardise continuous columns only."""
+        encoder = self._column_encoder()
+        if encoder is None:
+            labels = getattr(self, "feature_names_in_", range(self.n_features_in_))
+            self.column_types_ = dict.fromkeys(labels, "continuous")
+            return
+        self.column_types_ = {column.label: column.kind for column in encoder.columns_}
+        self.mean_, self.scale_ = encoder.restrict_statistics(self.mean_, self.scale_)
+
+    def _likelihood(self) -> MixedLikelihood | None:
+        """The decoder's observation model: per-block for mixed tables, else the default."""
+        encoder = self._column_encoder()
+        return None if encoder is None else MixedLikelihood(encoder.blocks_)
+
+    def _wrap_draws(self, draws: np.ndarray, X):
+        """``[M, N, D]`` completed copies as returned by ``sample_imputations``."""
+        if self._column_encoder() is None:
+            return draws
+        copies = [self._wrap_like(copy_, X) for copy_ in draws]
+        return copies if isinstance(X, pd.DataFrame) else np.stack(copies)
+
     def _wrap_like(self, out: np.ndarray, X):
+        encoder = self._column_encoder()
+        if encoder is not None:
+            if isinstance(X, pd.DataFrame):
+                return encoder.decode(out, index=X.index)
+            return encoder.decode(out).to_numpy()
         if isinstance(X, pd.DataFrame):
-            return pd.DataFrame(out, columns=X.columns, index=X.index)
+            return pd.DataFrame(out, columns=X.columns[self._output_features()], index=X.index)
         return out
 
 
@@ -336,8 +516,81 @@ def _column_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.nda
     values = np.ascontiguousarray(values, dtype=np.float64)
     counts = observed.sum(axis=0)
     filled = np.where(observed, values, 0.0).astype(np.float64)
+    # Columns with huge values are divided by their largest magnitude first, so that sums
+    # and squares stay finite; other columns are untouched (bit-identical statistics).
+    magnitude = np.abs(filled).max(axis=0, initial=0.0)
+    unit = np.where(magnitude > _RESCALE_ABOVE, magnitude, 1.0)
+    filled = filled / unit
     mean = np.divide(filled.sum(axis=0), counts, out=np.zeros(values.shape[1]), where=counts > 0)
     sq = np.where(observed, (filled - mean) ** 2, 0.0).sum(axis=0)
     std = np.sqrt(np.divide(sq, counts, out=np.zeros(values.shape[1]), where=counts > 0))
-    scale = np.where(std > 0, std, 1.0)
+    mean, std = mean * unit, std * unit
+    scale = np.where((std > 0) & np.isfinite(std), std, 1.0)
     return mean, scale
+
+
+def _column_name(names, index: int) -> str:
+    return repr(str(names[index])) if names is not None else f"{index} (position)"
+
+
+def _reject_non_numeric_columns(X, estimator_name: str) -> None:
+    """Raise a ValueError naming the first column of ``X`` that holds non-numeric values.
+
+    Numbers, booleans, ``None``, ``NaN`` and ``pd.NA`` are accepted (object columns made of
+    them included); strings, categories, dates and other objects are not. Kept in one place
+    so that mixed-type support can replace this rule.
+    """
+    if isinstance(X, pd.DataFrame):
+        columns = [(name, X[name]) for name in X.columns] if X.columns.is_unique else []
+        for name, column in columns:
+            dtype = column.dtype
+            if pd.api.types.is_numeric_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
+                continue
+            bad = _first_non_numeric(column.to_numpy(dtype=object))
+            if bad is not None or not pd.api.types.is_object_dtype(dtype):
+                _raise_non_numeric(estimator_name, repr(str(name)), dtype, bad)
+        return
+    if hasattr(X, "toarray") or not hasattr(X, "__len__"):
+        return  # sparse matrices and scalars get scikit-learn's own errors
+    try:
+        array = X if isinstance(X, np.ndarray) else np.asarray(X)
+    except Exception:  # ragged nested lists: left to scikit-learn's error
+        return
+    if array.dtype.kind not in "OUSV" or array.ndim != 2:
+        return
+    for index in range(array.shape[1]):
+        bad = _first_non_numeric(array[:, index].astype(object))
+        if bad is not None:
+            _raise_non_numeric(estimator_name, f"{index} (position)", array.dtype, bad)
+
+
+def _first_non_numeric(values: np.ndarray):
+    """The first entry that is neither a number, a boolean nor a missing marker, else None."""
+    for value in values:
+        if value is None or value is pd.NA:
+            continue
+        if isinstance(value, (numbers.Number, np.number, np.bool_)):
+            continue
+        return value
+    return None
+
+
+def _raise_non_numeric(estimator_name, column, dtype, example):
+    found = f" such as {example!r}" if example is not None else ""
+    raise ValueError(
+        f"Column {column} has dtype {dtype} with non-numeric values{found}: could not "
+        f"convert string to float. {estimator_name} accepts numeric columns only; encode "
+        "the column as numbers or drop it."
+    )
+
+
+def _reject_infinite_values(values: np.ndarray, names) -> None:
+    """Raise a ValueError naming the columns that contain +inf or -inf."""
+    infinite = np.isinf(values).any(axis=0)
+    if infinite.any():
+        columns = ", ".join(_column_name(names, i) for i in np.flatnonzero(infinite)[:5])
+        raise ValueError(
+            f"Input X contains infinity in column(s) {columns}; values must be finite, "
+            "with missing entries encoded as NaN."
+        )
+
