@@ -117,6 +117,13 @@ class DeMissVAEImputer(BaseVAEImputer):
         Each is called after every epoch as ``callback(imputer, info)`` with
         ``info = {"epoch", "loss", "validation_score", "elapsed"}``, while ``imputer.model_``
         holds the current weights; a callback returning True stops training.
+    keep_empty_features : bool, default=False
+        What to do with columns that have no observed value during ``fit``: by default
+        they are dropped from the outputs of :meth:`transform` and
+        :meth:`sample_imputations` and from :meth:`get_feature_names_out`; with True they
+        are kept and their missing entries imputed with 0 (scikit-learn's convention, as
+        in ``SimpleImputer``). Either way the model is trained on the other columns only
+        and :meth:`score_samples` ignores such columns.
 
     Attributes
     ----------
@@ -129,6 +136,8 @@ class DeMissVAEImputer(BaseVAEImputer):
     imputations_ : ndarray of shape (n_samples, n_imputations, n_features)
         The training rows' imputations after the last epoch (observed entries as given to
         ``fit``). Only with ``keep_imputations=True``.
+    empty_features_ : ndarray of bool of shape (n_features_in_,)
+        True for the columns that had no observed value during ``fit``.
     mean_, scale_ : ndarray of shape (n_features,)
         Per-column mean and standard deviation of the observed entries, used to standardise.
     loss_curve_ : list of float
@@ -261,6 +270,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         random_state=None,
         verbose=0,
         callbacks=None,
+        keep_empty_features=False,
     ):
         self.n_imputations = n_imputations
         self.sampler = sampler
@@ -291,6 +301,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.keep_empty_features = keep_empty_features
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y=None):
@@ -316,8 +327,14 @@ class DeMissVAEImputer(BaseVAEImputer):
             self.__dict__.pop("_imputation_store", None)
         if self.keep_imputations:
             values = self._validate_input(X, reset=False)
+            trained = ~np.isnan(values).all(axis=1)  # all-missing rows were not trained on
             observed = ~np.isnan(values)[:, None, :]  # [N, 1, D]
-            imputed = self._unstandardise(store.cpu().numpy().astype(np.float64))  # [N, K, D]
+            imputed = np.empty(values.shape[:1] + store.shape[1:])  # [N, K, D]
+            imputed[trained] = self._unstandardise(store.cpu().numpy().astype(np.float64))
+            if not trained.all():
+                empty = values[~trained]
+                draws = self._draw_imputations(empty, np.zeros(empty.shape, bool), self.n_imputations)
+                imputed[~trained] = draws.transpose(1, 0, 2)  # [K, n, D] -> [n, K, D]
             self.imputations_ = np.where(observed, values[:, None, :], imputed.astype(values.dtype))
         return self
 

@@ -89,11 +89,20 @@ class MixtureVAEImputer(BaseVAEImputer):
         Each is called after every epoch as ``callback(imputer, info)`` with
         ``info = {"epoch", "loss", "validation_score", "elapsed"}``, while ``imputer.model_``
         holds the current weights; a callback returning True stops training.
+    keep_empty_features : bool, default=False
+        What to do with columns that have no observed value during ``fit``: by default
+        they are dropped from the outputs of :meth:`transform` and
+        :meth:`sample_imputations` and from :meth:`get_feature_names_out`; with True they
+        are kept and their missing entries imputed with 0 (scikit-learn's convention, as
+        in ``SimpleImputer``). Either way the model is trained on the other columns only
+        and :meth:`score_samples` ignores such columns.
 
     Attributes
     ----------
     model_ : skmissvae.core.model.MissingDataVAE
         The trained torch model (on the training device).
+    empty_features_ : ndarray of bool of shape (n_features_in_,)
+        True for the columns that had no observed value during ``fit``.
     mean_, scale_ : ndarray of shape (n_features,)
         Per-column mean and standard deviation of the observed entries, used to standardise.
     loss_curve_ : list of float
@@ -190,6 +199,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         random_state=None,
         verbose=0,
         callbacks=None,
+        keep_empty_features=False,
     ):
         self.n_components = n_components
         self.objective = objective
@@ -215,6 +225,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        self.keep_empty_features = keep_empty_features
 
     def _stratified(self) -> bool:
         return self.n_components > 1 and self.sampling == "stratified"
