@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .families import normal_log_density
 
-__all__ = ["GaussianLikelihood", "BernoulliLikelihood"]
+__all__ = ["GaussianLikelihood", "BernoulliLikelihood", "CategoricalLikelihood", "MixedLikelihood"]
 
 SCALE_FLOOR = 1e-5
 
@@ -48,6 +48,10 @@ class GaussianLikelihood:
         eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
         return loc + scale * eps
 
+    def output_size(self, n_features: int) -> int:
+        """Decoder outputs for ``n_features`` features: ``n_params * n_features``."""
+        return self.n_params * n_features
+
 
 class BernoulliLikelihood:
     """Factorised Bernoulli with logits ``h``; ``log p = -BCEWithLogits``."""
@@ -68,3 +72,144 @@ class BernoulliLikelihood:
     def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """One 0/1 draw per decoder output, shape ``[..., B, D]``."""
         return torch.bernoulli(torch.sigmoid(h), generator=generator)
+
+    def output_size(self, n_features: int) -> int:
+        """Decoder outputs for ``n_features`` features: ``n_params * n_features``."""
+        return self.n_params * n_features
+
+
+class CategoricalLikelihood:
+    """One categorical variable over ``C`` classes, one-hot encoded, with logits ``h``.
+
+    The variable occupies ``C`` one-hot columns and the decoder gives ``C`` logits, so
+    ``n_params = 1`` per column. ``log_prob_elementwise`` is ``x_c log softmax(h)_c`` per
+    column: summed over an observed one-hot block it is ``log p(category | z)``, and a
+    zero-filled (missing) block contributes 0. A block is either observed or missing as a
+    whole, so masking per column equals masking per variable.
+    """
+
+    n_params = 1
+
+    def log_prob_elementwise(self, x_filled: Tensor, h: Tensor) -> Tensor:
+        """``x_c log softmax(h)_c`` per one-hot column, shape ``[..., B, C]``."""
+        return x_filled * torch.log_softmax(h, dim=-1)
+
+    def log_prob(self, x_filled: Tensor, observed: Tensor, h: Tensor) -> Tensor:
+        """``log p(x | z)`` where the block is observed, else 0: ``[..., B, C] -> [..., B]``."""
+        return (self.log_prob_elementwise(x_filled, h) * observed).sum(-1)
+
+    def mean(self, h: Tensor) -> Tensor:
+        """Class probabilities ``softmax(h)``, shape ``[..., B, C]``."""
+        return torch.softmax(h, dim=-1)
+
+    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One one-hot draw per decoder output, shape ``[..., B, C]``.
+
+        Inverse-CDF sampling: one uniform per variable, so every draw is a valid one-hot
+        vector (exactly one 1) whatever the batch shape.
+        """
+        probs = torch.softmax(h, dim=-1)
+        cdf = probs.cumsum(-1)  # [..., B, C]
+        u = torch.rand((*h.shape[:-1], 1), generator=generator, device=h.device, dtype=h.dtype)
+        # Comparing with the last cdf value (~1) guards against rounding: index <= C - 1.
+        index = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp(max=h.shape[-1] - 1)
+        return torch.zeros_like(h).scatter_(-1, index, 1.0)
+
+    def output_size(self, n_features: int) -> int:
+        """Decoder outputs for ``n_features`` one-hot columns: one logit each."""
+        return n_features
+
+
+_KINDS = {
+    "gaussian": GaussianLikelihood,
+    "bernoulli": BernoulliLikelihood,
+    "categorical": CategoricalLikelihood,
+}
+
+
+class MixedLikelihood:
+    """Per-block observation models over an encoded table (methods.md, sec. 0).
+
+    The encoded row is cut into consecutive blocks of columns, each with its own model:
+    ``"gaussian"`` (any number of continuous columns), ``"bernoulli"`` (any number of 0/1
+    columns) or ``"categorical"`` (the ``C`` one-hot columns of one categorical variable).
+    The decoder output is the concatenation of the blocks' parameters in block order
+    (``2 w`` for a Gaussian block of ``w`` columns, ``w`` otherwise). Every method has the
+    interface of the single-type likelihoods, so models and samplers use it unchanged.
+
+    Parameters
+    ----------
+    blocks : sequence of (kind, width)
+        Kinds and column counts in column order; ``sum(width)`` is the number of encoded
+        features ``D``.
+    """
+
+    def __init__(self, blocks) -> None:
+        blocks = [(str(kind), int(width)) for kind, width in blocks]
+        if not blocks:
+            raise ValueError("MixedLikelihood needs at least one block.")
+        self.blocks = blocks
+        self._parts, self._columns, self._outputs = [], [], []
+        column = output = 0
+        for kind, width in blocks:
+            if kind not in _KINDS:
+                raise ValueError(f"Unknown block kind {kind!r}; expected one of {sorted(_KINDS)}.")
+            if width < 1:
+                raise ValueError(f"Block widths must be positive, got {width} for {kind!r}.")
+            part = _KINDS[kind]()
+            size = part.output_size(width)
+            self._parts.append(part)
+            self._columns.append((column, column + width))
+            self._outputs.append((output, output + size))
+            column, output = column + width, output + size
+        self.n_features, self.n_outputs = column, output
+
+    def output_size(self, n_features: int) -> int:
+        """Total decoder outputs; ``n_features`` must equal the blocks' total width."""
+        if n_features != self.n_features:
+            raise ValueError(
+                f"The blocks cover {self.n_features} encoded features, not {n_features}."
+            )
+        return self.n_outputs
+
+    def column_groups(self, device: torch.device | str | None = None) -> Tensor:
+        """Group id per encoded column ``[D]``: the columns of one categorical share an id.
+
+        Samplers that fill columns independently (empirical initialisation) draw once per
+        group, so a one-hot block is filled from one row of the pool as a whole.
+        """
+        ids, group = [], 0
+        for kind, (start, stop) in zip((k for k, _ in self.blocks), self._columns, strict=True):
+            width = stop - start
+            if kind == "categorical":
+                ids += [group] * width
+                group += 1
+            else:
+                ids += list(range(group, group + width))
+                group += width
+        return torch.tensor(ids, dtype=torch.long, device=device)
+
+    def _outputs_of(self, h: Tensor):
+        """``(model, h_block)`` per block; ``h`` is ``[..., n_outputs]``."""
+        return [(part, h[..., o0:o1]) for part, (o0, o1) in zip(self._parts, self._outputs, strict=True)]
+
+    def log_prob_elementwise(self, x_filled: Tensor, h: Tensor) -> Tensor:
+        """Per-column log-density terms ``[..., B, D]`` (their masked sum is ``log_prob``)."""
+        terms = [
+            part.log_prob_elementwise(x_filled[..., c0:c1], h_block)
+            for (part, h_block), (c0, c1) in zip(self._outputs_of(h), self._columns, strict=True)
+        ]
+        return torch.cat(terms, -1)
+
+    def log_prob(self, x_filled: Tensor, observed: Tensor, h: Tensor) -> Tensor:
+        """``sum_d observed_d log p(x_d | z)`` over all blocks: ``[..., B, D] -> [..., B]``."""
+        return (self.log_prob_elementwise(x_filled, h) * observed).sum(-1)
+
+    def mean(self, h: Tensor) -> Tensor:
+        """Block means ``[..., B, D]``: Gaussian locations, Bernoulli and class probabilities."""
+        return torch.cat([part.mean(h_block) for part, h_block in self._outputs_of(h)], -1)
+
+    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One draw per decoder output ``[..., B, D]``; categorical blocks are one-hot."""
+        return torch.cat([part.sample(h_block, generator) for part, h_block in self._outputs_of(h)], -1)
+

@@ -46,6 +46,11 @@ class MissingDataVAE(nn.Module):
         Feed ``concat([x_filled, observed])`` (True) or ``x_filled`` alone to the encoder.
     generator : torch.Generator, optional
         Source of the initial weights.
+    likelihood : optional
+        Observation model with the interface of ``GaussianLikelihood`` (``log_prob``,
+        ``log_prob_elementwise``, ``mean``, ``sample``, ``output_size``), e.g. a
+        ``MixedLikelihood`` for mixed-type tables; the decoder has
+        ``likelihood.output_size(n_features)`` outputs. Default: ``GaussianLikelihood()``.
     """
 
     def __init__(
@@ -58,19 +63,19 @@ class MissingDataVAE(nn.Module):
         dropout: float = 0.0,
         encoder_uses_mask: bool = True,
         generator: torch.Generator | None = None,
+        likelihood=None,
     ) -> None:
         super().__init__()
         self.n_features = n_features
         self.latent_dim = latent_dim
         self.n_components = n_components
         self.encoder_uses_mask = encoder_uses_mask
-        self.likelihood = GaussianLikelihood()
+        self.likelihood = GaussianLikelihood() if likelihood is None else likelihood
         n_in = 2 * n_features if encoder_uses_mask else n_features
         n_out = n_components * 2 * latent_dim + (n_components if n_components > 1 else 0)
         self.encoder = ResidualMLP(n_in, n_out, width, n_blocks, dropout, generator)
-        self.decoder = ResidualMLP(
-            latent_dim, self.likelihood.n_params * n_features, width, n_blocks, dropout, generator
-        )
+        n_outputs = self.likelihood.output_size(n_features)
+        self.decoder = ResidualMLP(latent_dim, n_outputs, width, n_blocks, dropout, generator)
 
     def encode(
         self, x_filled: Tensor, observed: Tensor, generator: torch.Generator | None = None
@@ -86,7 +91,8 @@ class MissingDataVAE(nn.Module):
         return NormalMixture(h[..., 2 * k * d :], loc, scale)
 
     def decode(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Raw decoder output ``[..., B, n_params * D]`` for latents ``[..., B, d]``."""
+        """Raw decoder output ``[..., B, n_outputs]`` for latents ``[..., B, d]``
+        (``n_outputs = likelihood.output_size(D)``, ``2 D`` for the Gaussian)."""
         return self.decoder(z, generator)
 
     def log_joint(

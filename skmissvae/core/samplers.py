@@ -171,6 +171,7 @@ def empirical_imputations(
     counts: Tensor,
     n_imputations: int,
     generator: torch.Generator | None = None,
+    groups: Tensor | None = None,
 ) -> Tensor:
     """``K`` imputed copies of each row, missing entries drawn from their column's pool.
 
@@ -184,14 +185,29 @@ def empirical_imputations(
     pool, counts : see ``column_pools``
     n_imputations : int
         ``K``.
+    groups : Tensor ``[D]`` (long), optional
+        Group id per column (``MixedLikelihood.column_groups``). Columns of one group share
+        one draw of the pool row, so the one-hot block of a categorical variable (observed
+        or missing as a whole, hence pooled in the same row order) is filled with one
+        observed one-hot vector, never a mix of rows. ``None``: every column on its own.
 
     Returns
     -------
     Tensor ``[B, K, D]``
     """
     batch, n_features = x_filled.shape
-    shape = (batch, n_imputations, n_features)
-    u = torch.rand(shape, generator=generator, device=x_filled.device, dtype=torch.float64)
+    if groups is None:
+        u = torch.rand(
+            (batch, n_imputations, n_features), generator=generator, device=x_filled.device,
+            dtype=torch.float64,
+        )
+    else:
+        groups = groups.to(x_filled.device)
+        n_groups = int(groups.max()) + 1 if len(groups) else 0
+        u = torch.rand(
+            (batch, n_imputations, n_groups), generator=generator, device=x_filled.device,
+            dtype=torch.float64,
+        )[..., groups]  # [B, K, D]: one uniform per group, shared by its columns
     counts = counts.to(x_filled.device)
     index = torch.minimum((u * counts).long(), (counts - 1).clamp(min=0))  # [B, K, D]
     columns = torch.arange(n_features, device=x_filled.device)
