@@ -536,9 +536,9 @@ def _column_name(names, index: int) -> str:
 def _reject_non_numeric_columns(X, estimator_name: str) -> None:
     """Raise a ValueError naming the first column of ``X`` that holds non-numeric values.
 
-    Numbers, booleans, ``None``, ``NaN`` and ``pd.NA`` are accepted (object columns made of
-    them included); strings, categories, dates and other objects are not. Kept in one place
-    so that mixed-type support can replace this rule.
+    Object columns of numbers, booleans, ``None``, ``NaN`` and ``pd.NA`` are accepted;
+    strings and DataFrame columns of category, string or date dtypes are not. Kept in one
+    place so that mixed-type support can replace this rule.
     """
     if isinstance(X, pd.DataFrame):
         columns = [(name, X[name]) for name in X.columns] if X.columns.is_unique else []
@@ -565,13 +565,14 @@ def _reject_non_numeric_columns(X, estimator_name: str) -> None:
 
 
 def _first_non_numeric(values: np.ndarray):
-    """The first entry that is neither a number, a boolean nor a missing marker, else None."""
+    """The first string entry of ``values``, else None.
+
+    Other objects (dicts, lists, ...) are left to scikit-learn, whose ``TypeError`` its
+    estimator checks expect.
+    """
     for value in values:
-        if value is None or value is pd.NA:
-            continue
-        if isinstance(value, (numbers.Number, np.number, np.bool_)):
-            continue
-        return value
+        if isinstance(value, (str, bytes)):
+            return value
     return None
 
 
