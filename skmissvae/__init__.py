@@ -7,11 +7,15 @@ Incomplete Data with Mixture Variational Families" (TMLR 2024).
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "DeMissVAEImputer", "MixtureVAEImputer", "__version__"]
+__all__ = ["METHODS", "DeMissVAEImputer", "MixtureVAEImputer", "__version__", "load", "save"]
 
 
 def __getattr__(name):
     # Lazy (PEP 562): ``import skmissvae.core`` must not pull in scikit-learn.
+    if name in ("save", "load"):
+        from . import _persistence
+
+        return getattr(_persistence, name)
     if name in __all__:
         from . import impute
 

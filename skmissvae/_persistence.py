@@ -1,0 +1,212 @@
+"""Save and load fitted imputers without pickle.
+
+A save file is written with :func:`torch.save` and read back with
+``torch.load(path, weights_only=True)``: it holds only tensors and plain Python values
+(numbers, strings, lists, dicts), so loading one cannot run code hidden in the file, as
+unpickling can. It stores the model's ``state_dict``, the estimator's parameters, its fitted
+attributes, the library version and a format version.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import torch
+
+from . import __version__
+
+__all__ = ["save", "load", "FORMAT_VERSION"]
+
+#: (major, minor) of the save-file layout; files with another major or minor are refused.
+FORMAT_VERSION = (1, 0)
+
+_MAGIC = "skmissvae-estimator"
+
+
+def _estimator_classes() -> dict:
+    from .impute import DeMissVAEImputer, MixtureVAEImputer
+
+    return {cls.__name__: cls for cls in (MixtureVAEImputer, DeMissVAEImputer)}
+
+
+# -- values <-> plain types -----------------------------------------------------------------
+def _encode(name: str, value):
+    """``value`` as ``{"kind", "value"}`` built from tensors and plain Python types only."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"kind": "plain", "value": value}
+    if isinstance(value, np.generic):
+        return {"kind": "plain", "value": value.item()}
+    if isinstance(value, torch.device):
+        return {"kind": "device", "value": str(value)}
+    if isinstance(value, np.random.RandomState):
+        bit_generator, keys, pos, has_gauss, cached = value.get_state(legacy=True)
+        return {
+            "kind": "random_state",
+            "value": [bit_generator, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        }
+    if isinstance(value, np.ndarray):
+        if value.dtype == object and all(isinstance(v, str) for v in value.ravel()):
+            return {"kind": "str_array", "value": [str(v) for v in value.ravel()], "shape": list(value.shape)}
+        if value.dtype.kind in "biuf":
+            return {"kind": "array", "value": torch.from_numpy(np.ascontiguousarray(value))}
+    if isinstance(value, (list, tuple)) and all(
+        v is None or isinstance(v, (bool, int, float, str)) for v in value
+    ):
+        return {"kind": "list" if isinstance(value, list) else "tuple", "value": list(value)}
+    if isinstance(value, dict) and all(
+        isinstance(k, (int, str)) and (v is None or isinstance(v, (bool, int, float, str)))
+        for k, v in value.items()
+    ):
+        return {"kind": "dict", "value": dict(value)}
+    raise TypeError(
+        f"Cannot save {name!r} of type {type(value).__name__}: a save file holds only "
+        "numbers, strings, arrays and lists or dicts of them. Use pickle or joblib for "
+        "this estimator instead."
+    )
+
+
+def _decode(entry: dict):
+    kind, value = entry["kind"], entry["value"]
+    if kind in ("plain", "dict"):
+        return value
+    if kind == "list":
+        return list(value)
+    if kind == "tuple":
+        return tuple(value)
+    if kind == "device":
+        return torch.device(value)
+    if kind == "array":
+        return value.numpy().copy()
+    if kind == "str_array":
+        return np.asarray(value, dtype=object).reshape(entry["shape"])
+    if kind == "random_state":
+        bit_generator, keys, pos, has_gauss, cached = value
+        rng = np.random.RandomState()
+        rng.set_state((bit_generator, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        return rng
+    raise ValueError(f"Unknown entry kind {kind!r} in the save file.")
+
+
+# -- public API -------------------------------------------------------------------------------
+def save(estimator, path) -> None:
+    """Save a fitted imputer to ``path`` in a format that loads without unpickling code.
+
+    Parameters
+    ----------
+    estimator : MixtureVAEImputer or DeMissVAEImputer
+        A fitted imputer. ``callbacks`` are functions and are not saved (a warning says
+        so); the loaded estimator has ``callbacks=None``.
+    path : str or path-like
+        Destination file (conventionally ``*.pt``).
+
+    Raises
+    ------
+    TypeError
+        If ``estimator`` is not one of the library's imputers, or holds a fitted attribute
+        that cannot be stored as tensors and plain values.
+    sklearn.exceptions.NotFittedError
+        If ``estimator`` is not fitted.
+
+    See Also
+    --------
+    load : Rebuild the estimator from such a file.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    name = type(estimator).__name__
+    if _estimator_classes().get(name) is not type(estimator):
+        raise TypeError(f"save() takes a MixtureVAEImputer or DeMissVAEImputer, got {name}.")
+    check_is_fitted(estimator)
+    params = estimator.get_params(deep=False)
+    if params.get("callbacks"):
+        warnings.warn("callbacks are functions and are not saved; the loaded estimator has callbacks=None.")
+    params["callbacks"] = None
+    model = estimator.model_
+    if type(model.likelihood).__name__ != "GaussianLikelihood":
+        raise TypeError(
+            f"Cannot save a model with a {type(model.likelihood).__name__} observation model "
+            "yet; use pickle or joblib for this estimator."
+        )
+    attributes = {
+        key: _encode(key, value)
+        for key, value in vars(estimator).items()
+        if key.endswith("_") and not key.startswith("_") and key != "model_"
+    }
+    state = {
+        "magic": _MAGIC,
+        "format_version": list(FORMAT_VERSION),
+        "library_version": __version__,
+        "estimator": name,
+        "params": {key: _encode(key, value) for key, value in params.items()},
+        "attributes": attributes,
+        "model_config": {
+            "n_features": int(model.n_features),
+            "latent_dim": int(model.latent_dim),
+            "n_components": int(model.n_components),
+            "encoder_uses_mask": bool(model.encoder_uses_mask),
+        },
+        "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+    }
+    torch.save(state, os.fspath(path))
+
+
+def load(path):
+    """Load an imputer written by :func:`save`; no code from the file is executed.
+
+    The file is read with ``torch.load(..., weights_only=True)``, which refuses anything
+    but tensors and plain Python values. The model is put on the CPU; a model trained on a
+    GPU runs on the CPU of a machine without one.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`save`.
+
+    Returns
+    -------
+    estimator : MixtureVAEImputer or DeMissVAEImputer
+        The fitted estimator, giving the same outputs as the saved one.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a save file of this library, holds objects that cannot be
+        loaded safely, or has another major or minor format version.
+    """
+    from .core.model import MissingDataVAE
+
+    try:
+        state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as error:
+        raise ValueError(
+            f"{os.fspath(path)!r} is not a skmissvae save file, or it contains objects "
+            f"that cannot be loaded safely (refused: {error})."
+        ) from None
+    if not isinstance(state, dict) or state.get("magic") != _MAGIC:
+        raise ValueError(f"{os.fspath(path)!r} is not a skmissvae save file.")
+    version = tuple(state["format_version"])
+    if version[:2] != FORMAT_VERSION:
+        raise ValueError(
+            f"{os.fspath(path)!r} has save-format version {'.'.join(map(str, version))} "
+            f"(written by skmissvae {state.get('library_version')}); this skmissvae "
+            f"({__version__}) reads format {'.'.join(map(str, FORMAT_VERSION))} only."
+        )
+    classes = _estimator_classes()
+    if state["estimator"] not in classes:
+        raise ValueError(f"Unknown estimator {state['estimator']!r} in the save file.")
+    params = {key: _decode(entry) for key, entry in state["params"].items()}
+    estimator = classes[state["estimator"]](**params)
+    for key, entry in state["attributes"].items():
+        setattr(estimator, key, _decode(entry))
+    model = MissingDataVAE(
+        **state["model_config"],
+        width=params["hidden_width"],
+        n_blocks=params["n_hidden_blocks"],
+        dropout=params["dropout"],
+    )
+    model.load_state_dict(state["model_state"])
+    estimator.model_ = model.eval()
+    return estimator

@@ -1,0 +1,254 @@
+"""Persistence: skmissvae.save/load (no unpickling), pickle and joblib, across processes."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from numpy.testing import assert_array_equal
+from sklearn.exceptions import NotFittedError
+
+import skmissvae
+from skmissvae import DeMissVAEImputer, MixtureVAEImputer
+from skmissvae._persistence import FORMAT_VERSION
+
+from conftest import FAST_PARAMS, correlated_table
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+#: Tiny settings of each estimator, as plain values (the cross-process test sends them).
+PARAMS = {
+    "MixtureVAEImputer": {**FAST_PARAMS, "n_components": 2, "n_particles": 4, "random_state": 0},
+    "DeMissVAEImputer": {**FAST_PARAMS, "max_iter": 2, "n_imputations": 2, "lair_iterations": 2,
+                         "n_transform_sweeps": 1, "random_state": 0},
+}
+CLASSES = {"MixtureVAEImputer": MixtureVAEImputer, "DeMissVAEImputer": DeMissVAEImputer}
+
+
+def _factory(name):
+    return lambda **kw: CLASSES[name](**{**PARAMS[name], **kw})
+
+
+ESTIMATORS = {"mixture": _factory("MixtureVAEImputer"), "demissvae": _factory("DeMissVAEImputer")}
+
+
+@pytest.fixture(params=sorted(ESTIMATORS))
+def make(request):
+    return ESTIMATORS[request.param]
+
+
+def bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view({4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+def outputs(imputer, X):
+    return (
+        np.asarray(imputer.transform(X)),
+        imputer.score_samples(X),
+        imputer.sample_imputations(X, n_imputations=2),
+    )
+
+
+def assert_same_outputs(a, b, X):
+    for left, right in zip(outputs(a, X), outputs(b, X)):
+        assert_array_equal(bits(left), bits(right))
+
+
+# --------------------------------------------------------------------------------------
+# save / load
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_save_load_round_trip_reproduces_outputs(make, tmp_path, as_frame):
+    _, X = correlated_table(60)
+    X[:, 3] = np.nan  # an empty column: empty_features_ must survive the round trip
+    if as_frame:
+        X = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    imputer = make().fit(X)
+    path = tmp_path / "imputer.pt"
+    skmissvae.save(imputer, path)
+    loaded = skmissvae.load(path)
+
+    assert type(loaded) is type(imputer)
+    assert loaded.get_params() == imputer.get_params()
+    assert_array_equal(loaded.empty_features_, [False, False, False, True])
+    assert_array_equal(loaded.mean_, imputer.mean_)
+    assert loaded.loss_curve_ == imputer.loss_curve_
+    assert loaded.device_ == imputer.device_
+    if as_frame:
+        assert_array_equal(loaded.feature_names_in_, imputer.feature_names_in_)
+        pd.testing.assert_frame_equal(loaded.transform(X), imputer.transform(X))
+    assert_same_outputs(loaded, imputer, X)
+
+
+def test_save_file_loads_with_weights_only(make, tmp_path):
+    imputer = make().fit(correlated_table(40)[1])
+    path = tmp_path / "imputer.pt"
+    skmissvae.save(imputer, path)
+    state = torch.load(path, weights_only=True)
+    assert state["library_version"] == skmissvae.__version__
+    assert tuple(state["format_version"]) == FORMAT_VERSION
+    assert state["estimator"] == type(imputer).__name__
+    assert set(state["model_state"]) == set(imputer.model_.state_dict())
+
+
+def test_save_keeps_random_state_instance_and_drops_callbacks(tmp_path):
+    X = correlated_table(40)[1]
+    imputer = ESTIMATORS["mixture"](random_state=np.random.RandomState(3), callbacks=[lambda est, info: None])
+    imputer.fit(X)
+    with pytest.warns(UserWarning, match="callbacks"):
+        skmissvae.save(imputer, tmp_path / "f.pt")
+    loaded = skmissvae.load(tmp_path / "f.pt")
+    assert loaded.callbacks is None
+    assert isinstance(loaded.random_state, np.random.RandomState)
+    assert_array_equal(loaded.random_state.get_state()[1], imputer.random_state.get_state()[1])
+    assert_same_outputs(loaded, imputer, X)
+
+
+def test_save_refuses_unfitted_and_foreign_estimators(tmp_path):
+    with pytest.raises(NotFittedError):
+        skmissvae.save(ESTIMATORS["mixture"](), tmp_path / "f.pt")
+    from sklearn.impute import SimpleImputer
+
+    with pytest.raises(TypeError, match="MixtureVAEImputer or DeMissVAEImputer"):
+        skmissvae.save(SimpleImputer().fit([[1.0]]), tmp_path / "f.pt")
+
+
+class _Payload:
+    """Unpickling this touches a marker file: proof that code from a file ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+@pytest.mark.parametrize("writer", ["torch", "pickle"])
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+def test_load_refuses_pickled_code(tmp_path, writer):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    payload = {"magic": "skmissvae-estimator", "format_version": list(FORMAT_VERSION), "x": _Payload(marker)}
+    if writer == "torch":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+    pickle.loads(pickle.dumps(_Payload(tmp_path / "control")))  # the payload is live
+    assert (tmp_path / "control").exists()
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        skmissvae.load(path)
+    assert not marker.exists()
+
+
+def test_load_refuses_other_format_versions_and_other_files(tmp_path):
+    imputer = ESTIMATORS["mixture"]().fit(correlated_table(40)[1])
+    path = tmp_path / "imputer.pt"
+    skmissvae.save(imputer, path)
+    state = torch.load(path, weights_only=True)
+    for version in ([FORMAT_VERSION[0] + 1, 0], [FORMAT_VERSION[0], FORMAT_VERSION[1] + 1]):
+        state["format_version"] = version
+        torch.save(state, path)
+        with pytest.raises(ValueError, match=r"save-format version .* reads format"):
+            skmissvae.load(path)
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(ValueError, match="not a skmissvae save file"):
+        skmissvae.load(path)
+    path.write_bytes(b"not a file at all")
+    with pytest.raises(ValueError, match="not a skmissvae save file"):
+        skmissvae.load(path)
+
+
+# --------------------------------------------------------------------------------------
+# pickle / joblib
+# --------------------------------------------------------------------------------------
+def test_pickle_and_joblib_round_trips(make, tmp_path):
+    X = correlated_table(50)[1]
+    imputer = make().fit(X)
+    assert_same_outputs(pickle.loads(pickle.dumps(imputer)), imputer, X)
+    joblib.dump(imputer, tmp_path / "imputer.joblib")
+    assert_same_outputs(joblib.load(tmp_path / "imputer.joblib"), imputer, X)
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, pickle, joblib, torch
+    torch.set_num_threads(1)
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import skmissvae
+    from conftest import correlated_table
+    imputer = getattr(skmissvae, {name!r})(**{params!r}).fit(correlated_table(50)[1])
+    skmissvae.save(imputer, {out!r} + ".pt")
+    joblib.dump(imputer, {out!r} + ".joblib")
+    with open({out!r} + ".pkl", "wb") as f:
+        pickle.dump(imputer, f)
+    """
+)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_round_trips_across_processes(name, tmp_path):
+    """Fitted and saved in a fresh interpreter, loaded here: identical to fitting here."""
+    out = str(tmp_path / "child")
+    code = _CHILD.format(root=str(ROOT), tests=str(ROOT / "tests"), name=name,
+                         params=PARAMS[name], out=out)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120,
+                   env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    X = correlated_table(50)[1]
+    here = CLASSES[name](**PARAMS[name]).fit(X)
+    for loaded in (
+        skmissvae.load(out + ".pt"),
+        joblib.load(out + ".joblib"),
+        pickle.loads(pathlib.Path(out + ".pkl").read_bytes()),
+    ):
+        assert loaded.loss_curve_ == here.loss_curve_
+        assert_same_outputs(loaded, here, X)
+
+
+# --------------------------------------------------------------------------------------
+# devices
+# --------------------------------------------------------------------------------------
+def test_model_recorded_on_cuda_runs_on_cpu_only_machine(make, tmp_path, monkeypatch):
+    """CPU path of the GPU round trip: a ``device_`` of cuda loads and runs on the CPU."""
+    X = correlated_table(40)[1]
+    imputer = make().fit(X)
+    expected = outputs(imputer, X)
+    imputer.device_ = torch.device("cuda")  # as if trained on a GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    skmissvae.save(imputer, tmp_path / "f.pt")
+    for loaded in (skmissvae.load(tmp_path / "f.pt"), pickle.loads(pickle.dumps(imputer))):
+        assert loaded.device_.type == "cuda"
+        for left, right in zip(outputs(loaded, X), expected):
+            assert_array_equal(bits(left), bits(right))
+        assert all(p.device.type == "cpu" for p in loaded.model_.parameters())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_trained_on_cuda_loads_on_cpu(make, tmp_path, monkeypatch):
+    X = correlated_table(40)[1].astype(np.float32)
+    imputer = make(device="cuda").fit(X)
+    expected = np.asarray(imputer.transform(X))
+    skmissvae.save(imputer, tmp_path / "f.pt")
+    buffer = io.BytesIO()
+    pickle.dump(imputer, buffer)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for loaded in (skmissvae.load(tmp_path / "f.pt"), pickle.loads(buffer.getvalue())):
+        assert all(p.device.type == "cpu" for p in loaded.model_.parameters())
+        Xt = loaded.transform(X)
+        observed = ~np.isnan(X)
+        assert_array_equal(Xt[observed], X[observed])
+        assert np.isfinite(Xt).all()
+        # Same weights, another device: close, not bit-identical (different kernels).
+        np.testing.assert_allclose(Xt, expected, rtol=1e-2, atol=1e-2 * np.nanstd(X))
