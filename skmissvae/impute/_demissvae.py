@@ -124,18 +124,42 @@ class DeMissVAEImputer(BaseVAEImputer):
         are kept and their missing entries imputed with 0 (scikit-learn's convention, as
         in ``SimpleImputer``). Either way the model is trained on the other columns only
         and :meth:`score_samples` ignores such columns.
+    column_types : dict or None, default=None
+        Observation model of each column. None infers it: for a DataFrame, ``category``
+        and object/string columns are ``"categorical"`` (softmax over the categories seen
+        in ``fit``, one-hot internally), ``bool``/``boolean`` columns ``"binary"``
+        (Bernoulli), numeric columns ``"continuous"`` (Gaussian); every column of an array
+        is continuous. A dict ``{column label or position: "continuous" | "binary" |
+        "categorical"}`` overrides the inference, e.g. for a 0/1 integer column or an
+        integer code column. With any binary or categorical column, :meth:`transform`
+        returns a DataFrame in the columns' original dtypes (an array for array input),
+        :meth:`sample_imputations` a list of such DataFrames (a 3-D array for array
+        input), and :meth:`score_samples` includes the log-probabilities of the observed
+        discrete values. See "Mixed-type tables" in the user guide.
 
     Attributes
     ----------
+    column_types_ : dict
+        The observation model used for each input column, ``{label or position: type}``.
+    column_encoder_ : TableEncoder or None
+        Converts a table with binary or categorical columns to and from the float matrix
+        the model sees (one-hot blocks for categorical columns); None when every column
+        is continuous. When it is not None, ``mean_`` and ``scale_`` have one entry per
+        encoded column (0 and 1 for the binary and one-hot columns, which are not
+        standardised).
     model_ : skmissvae.core.model.MissingDataVAE
         The trained torch model (single-Gaussian encoder; on the training device).
     imputation_pool_ : ndarray of shape (n_pool, n_features)
         Column ``j`` holds up to ``pool_size`` observed training values of that column,
         padded with ``np.nan`` (``n_pool <= pool_size``); new rows' missing entries are
-        initialised by drawing from it.
+        initialised by drawing from it. For a table with binary or categorical columns
+        the columns are those of the encoded matrix (see ``column_encoder_``); a
+        categorical column's one-hot block is drawn as a whole, from one pool row.
     imputations_ : ndarray of shape (n_samples, n_imputations, n_features)
         The training rows' imputations after the last epoch (observed entries as given to
-        ``fit``). Only with ``keep_imputations=True``.
+        ``fit``). Only with ``keep_imputations=True``. For a table with binary or
+        categorical columns, a list of ``n_imputations`` completed tables instead (as
+        :meth:`sample_imputations` returns).
     empty_features_ : ndarray of bool of shape (n_features_in_,)
         True for the columns that had no observed value during ``fit``.
     mean_, scale_ : ndarray of shape (n_features,)
@@ -271,6 +295,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         verbose=0,
         callbacks=None,
         keep_empty_features=False,
+        column_types=None,
     ):
         self.n_imputations = n_imputations
         self.sampler = sampler
@@ -302,6 +327,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         self.verbose = verbose
         self.callbacks = callbacks
         self.keep_empty_features = keep_empty_features
+        self.column_types = column_types
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y=None):
@@ -326,7 +352,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         finally:
             self.__dict__.pop("_imputation_store", None)
         if self.keep_imputations:
-            values = self._validate_input(X, reset=False)
+            values = self._prepare(X)[0]  # encoded, for a table with discrete columns
             trained = ~np.isnan(values).all(axis=1)  # all-missing rows were not trained on
             observed = ~np.isnan(values)[:, None, :]  # [N, 1, D]
             imputed = np.empty(values.shape[:1] + store.shape[1:])  # [N, K, D]
@@ -335,7 +361,10 @@ class DeMissVAEImputer(BaseVAEImputer):
                 empty = values[~trained]
                 draws = self._draw_imputations(empty, np.zeros(empty.shape, bool), self.n_imputations)
                 imputed[~trained] = draws.transpose(1, 0, 2)  # [K, n, D] -> [n, K, D]
-            self.imputations_ = np.where(observed, values[:, None, :], imputed.astype(values.dtype))
+            imputations = np.where(observed, values[:, None, :], imputed.astype(values.dtype))
+            if self._column_encoder() is not None:  # one completed table per imputation
+                imputations = self._wrap_draws(imputations.transpose(1, 0, 2), X)
+            self.imputations_ = imputations
         return self
 
     def _fit_model(self, x, observed, generator):
@@ -344,6 +373,7 @@ class DeMissVAEImputer(BaseVAEImputer):
             n_features=n_features,
             latent_dim=self.latent_dim,
             n_components=1,
+            likelihood=self._likelihood(),
             width=self.hidden_width,
             n_blocks=self.n_hidden_blocks,
             dropout=self.dropout,
@@ -360,7 +390,8 @@ class DeMissVAEImputer(BaseVAEImputer):
         for start in range(0, n_rows, _INIT_CHUNK_ROWS):
             rows = slice(start, start + _INIT_CHUNK_ROWS)
             store[rows] = empirical_imputations(
-                x[rows], observed[rows], pool, counts, self.n_imputations, generator
+                x[rows], observed[rows], pool, counts, self.n_imputations, generator,
+                groups=self._column_groups(x.device),
             )
         del pool
 
@@ -444,7 +475,8 @@ class DeMissVAEImputer(BaseVAEImputer):
             self.imputation_pool_, ~np.isnan(self.imputation_pool_), x.device
         )
         imputations = empirical_imputations(
-            x, observed, pool, pool_observed.sum(0), self.n_imputations, generator
+            x, observed, pool, pool_observed.sum(0), self.n_imputations, generator,
+            groups=self._column_groups(x.device),
         )  # [B, K, D]
         incomplete = ~observed.all(1)  # complete rows need no sweeps
         if incomplete.any():
@@ -453,6 +485,11 @@ class DeMissVAEImputer(BaseVAEImputer):
                     imputations[incomplete], observed[incomplete], generator
                 )
         return imputation_mixture(self.model_, imputations, observed)
+
+    def _column_groups(self, device):
+        """Columns drawn together by the empirical initialisation (one-hot blocks), or None."""
+        groups = getattr(self.model_.likelihood, "column_groups", None)
+        return None if groups is None else groups(device)
 
     def _samples_per_row(self, method: str) -> int:
         n_samples = self.n_score_samples if method == "score" else self.n_impute_samples

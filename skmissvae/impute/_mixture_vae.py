@@ -96,9 +96,29 @@ class MixtureVAEImputer(BaseVAEImputer):
         are kept and their missing entries imputed with 0 (scikit-learn's convention, as
         in ``SimpleImputer``). Either way the model is trained on the other columns only
         and :meth:`score_samples` ignores such columns.
+    column_types : dict or None, default=None
+        Observation model of each column. None infers it: for a DataFrame, ``category``
+        and object/string columns are ``"categorical"`` (softmax over the categories seen
+        in ``fit``, one-hot internally), ``bool``/``boolean`` columns ``"binary"``
+        (Bernoulli), numeric columns ``"continuous"`` (Gaussian); every column of an array
+        is continuous. A dict ``{column label or position: "continuous" | "binary" |
+        "categorical"}`` overrides the inference, e.g. for a 0/1 integer column or an
+        integer code column. With any binary or categorical column, :meth:`transform`
+        returns a DataFrame in the columns' original dtypes (an array for array input),
+        :meth:`sample_imputations` a list of such DataFrames (a 3-D array for array
+        input), and :meth:`score_samples` includes the log-probabilities of the observed
+        discrete values. See "Mixed-type tables" in the user guide.
 
     Attributes
     ----------
+    column_types_ : dict
+        The observation model used for each input column, ``{label or position: type}``.
+    column_encoder_ : TableEncoder or None
+        Converts a table with binary or categorical columns to and from the float matrix
+        the model sees (one-hot blocks for categorical columns); None when every column
+        is continuous. When it is not None, ``mean_`` and ``scale_`` have one entry per
+        encoded column (0 and 1 for the binary and one-hot columns, which are not
+        standardised).
     model_ : skmissvae.core.model.MissingDataVAE
         The trained torch model (on the training device).
     empty_features_ : ndarray of bool of shape (n_features_in_,)
@@ -200,6 +220,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         verbose=0,
         callbacks=None,
         keep_empty_features=False,
+        column_types=None,
     ):
         self.n_components = n_components
         self.objective = objective
@@ -226,6 +247,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         self.verbose = verbose
         self.callbacks = callbacks
         self.keep_empty_features = keep_empty_features
+        self.column_types = column_types
 
     def _stratified(self) -> bool:
         return self.n_components > 1 and self.sampling == "stratified"
@@ -247,6 +269,7 @@ class MixtureVAEImputer(BaseVAEImputer):
             n_features=x.shape[1],
             latent_dim=self.latent_dim,
             n_components=self.n_components,
+            likelihood=self._likelihood(),
             width=self.hidden_width,
             n_blocks=self.n_hidden_blocks,
             dropout=self.dropout,
