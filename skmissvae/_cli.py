@@ -1,0 +1,347 @@
+"""The ``skmissvae`` command: impute and score CSV/Parquet tables, run the demo.
+
+Heavy imports (pandas, torch, scikit-learn) happen inside the commands so that ``--help``
+answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+_READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+_METHOD_NAMES = ["MVAE", "MIWAE", "MissVAE", "MissSVAE", "MissIWAE", "MissSIWAE", "DeMissVAE"]
+
+_DESCRIPTION = "Impute and score incomplete tables with variational autoencoders (Simkus & Gutmann, TMLR 2024)."
+_EPILOG = "Run `skmissvae COMMAND --help` for the options and examples of a command."
+
+_IMPUTE_EPILOG = """\
+examples:
+  skmissvae impute data.csv -o imputed.csv
+  skmissvae impute data.parquet -o imputed.parquet --method MIWAE --max-iter 100
+  skmissvae impute data.csv -o draws.csv --n-imputations 20
+
+Missing cells are empty fields or NA/NaN in CSV files, nulls in Parquet files. Every column
+must be numeric. Observed cells are written back unchanged. With --n-imputations M > 1 the
+output is one long table: the M completed copies stacked, with a first column `imputation`
+(1 to M) and a column `row` (the input row's position from 0)."""
+
+_SCORE_EPILOG = """\
+examples:
+  skmissvae score data.csv                        # fit on data.csv, print one score per row
+  skmissvae score test.csv --train train.csv -o scores.csv
+
+The output has one column, `log_likelihood`: an importance-weighted lower bound on
+log p(observed cells of the row) in nats, in the units of the data (higher is more typical
+under the model). The mean is printed on standard error."""
+
+
+class CommandError(ValueError):
+    """A problem with the command's input that the user can fix; printed without traceback."""
+
+
+# -- argument parsing ---------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _model_options() -> argparse.ArgumentParser:
+    """Options shared by ``impute`` and ``score``: which model and how to train it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    model = parent.add_argument_group("model")
+    model.add_argument("--method", choices=_METHOD_NAMES, default="MissSIWAE", metavar="NAME",
+                       help="one of %(choices)s (default: %(default)s, the paper's best "
+                            "all-round method)")
+    model.add_argument("--n-components", type=_positive_int, metavar="K",
+                       help="mixture components of the encoder (default: 5 for the mixture "
+                            "methods); for DeMissVAE, the imputations it keeps per row")
+    model.add_argument("--n-particles", type=_positive_int, metavar="I",
+                       help="latent draws per row per training step (default: 5, rounded up "
+                            "to a multiple of K for stratified methods)")
+    model.add_argument("--latent-dim", type=_positive_int, default=16, metavar="D",
+                       help="latent dimensions (default: %(default)s)")
+    training = parent.add_argument_group("training")
+    training.add_argument("--max-iter", type=_positive_int, default=200, metavar="N",
+                          help="maximum training epochs; early stopping may end sooner "
+                               "(default: %(default)s)")
+    training.add_argument("--random-state", type=int, default=0, metavar="SEED",
+                          help="seed of every random choice, so reruns give the same output "
+                               "(default: %(default)s)")
+    training.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                          help="where to train: %(choices)s (default: %(default)s, a GPU when "
+                               "there is one)")
+    training.add_argument("-q", "--quiet", action="store_true",
+                          help="do not show training progress (shown on standard error)")
+    return parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skmissvae", description=_DESCRIPTION, epilog=_EPILOG
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
+    model = _model_options()
+    raw = argparse.RawDescriptionHelpFormatter
+
+    impute = commands.add_parser(
+        "impute", parents=[model], formatter_class=raw, epilog=_IMPUTE_EPILOG,
+        help="fill the missing cells of a CSV or Parquet table",
+        description="Fit an imputer to a table with missing cells and write the completed table.",
+    )
+    impute.add_argument("input", type=Path, metavar="IN", help="table to impute (.csv or .parquet)")
+    impute.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                        help="where to write the completed table (.csv or .parquet)")
+    impute.add_argument("--n-imputations", type=_positive_int, default=1, metavar="M",
+                        help="1 writes the conditional mean of each missing cell; M > 1 writes "
+                             "M draws from the model (multiple imputation) as one long table "
+                             "(default: %(default)s)")
+
+    score = commands.add_parser(
+        "score", parents=[model], formatter_class=raw, epilog=_SCORE_EPILOG,
+        help="estimate log p(observed cells) of every row of a table",
+        description="Fit a model and write the estimated log-likelihood of each row's observed cells.",
+    )
+    score.add_argument("input", type=Path, metavar="IN", help="table to score (.csv or .parquet)")
+    score.add_argument("--train", type=Path, metavar="TRAIN",
+                       help="fit on this table instead of IN (same columns)")
+    score.add_argument("-o", "--output", type=Path, metavar="OUT",
+                       help="write the scores here (.csv or .parquet); default: standard output")
+
+    demo = commands.add_parser(
+        "demo", help="fit the default imputer on a generated table and report how well it does",
+        description="Fit the default imputer (MissSIWAE) to a generated mixture-of-Gaussians "
+                    "table with 50% of cells missing; report imputation error and "
+                    "log-likelihood against the true model.",
+    )
+    demo.add_argument("--n-samples", type=_positive_int, default=5_000, metavar="N",
+                      help="training rows (default: %(default)s)")
+    demo.add_argument("--max-iter", type=_positive_int, default=60, metavar="N",
+                      help="training epochs (default: %(default)s)")
+    demo.add_argument("--random-state", type=int, default=0, metavar="SEED",
+                      help="seed (default: %(default)s)")
+    return parser
+
+
+# -- tables -------------------------------------------------------------------------------
+def _format_of(path: Path, role: str) -> str:
+    fmt = _READERS.get(path.suffix.lower())
+    if fmt is None:
+        raise CommandError(
+            f"{role} {str(path)!r}: unknown file type {path.suffix!r}; use .csv, .parquet or .pq."
+        )
+    if fmt == "parquet" and not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
+        raise CommandError(
+            f"{role} {str(path)!r}: reading and writing Parquet needs pyarrow "
+            "(`pip install pyarrow`); or convert the table to CSV."
+        )
+    return fmt
+
+
+def read_table(path: Path):
+    """Read a CSV or Parquet table and check that skmissvae can model its columns.
+
+    Parameters
+    ----------
+    path : Path
+        A ``.csv``, ``.parquet`` or ``.pq`` file.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        The table with float64 columns; missing cells are NaN.
+    """
+    import pandas as pd
+
+    fmt = _format_of(path, "input")
+    if not path.is_file():
+        raise CommandError(f"input {str(path)!r} does not exist or is not a file.")
+    try:
+        frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as error:
+        raise CommandError(f"cannot read {str(path)!r} as {fmt.upper()}: {error}") from None
+    return _numeric_columns(frame, path)
+
+
+def _numeric_columns(frame, path: Path):
+    """The table as float64, or an error that names the columns that are not numeric."""
+    # Kept in one place: mixed-type tables (categorical/binary columns) will relax this.
+    import pandas as pd
+
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise CommandError(f"{str(path)!r} has no data: {frame.shape[0]} rows, {frame.shape[1]} columns.")
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
+           or pd.api.types.is_bool_dtype(frame[c])]
+    if bad:
+        examples = ", ".join(
+            f"{c!r} (e.g. {frame[c].dropna().iloc[0]!r})" if frame[c].notna().any() else repr(c)
+            for c in bad[:3]
+        )
+        raise CommandError(
+            f"{str(path)!r}: only numeric columns are supported; not numeric: {examples}"
+            f"{' and more' if len(bad) > 3 else ''}. Encode or drop these columns first."
+        )
+    return frame.astype("float64")
+
+
+def write_table(frame, path: Path) -> None:
+    """Write ``frame`` to ``path`` as CSV or Parquet, by the file's extension.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The table to write (its index is not written).
+    path : Path
+        A ``.csv``, ``.parquet`` or ``.pq`` file; it is replaced if it exists.
+    """
+    if _format_of(path, "output") == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+
+
+def _check_output(path: Path) -> None:
+    # Before fitting: a typo in the output path should not cost a training run.
+    _format_of(path, "output")
+    if not path.parent.is_dir():
+        raise CommandError(f"output {str(path)!r}: folder {str(path.parent)!r} does not exist.")
+
+
+# -- commands -----------------------------------------------------------------------------
+def _build_estimator(args):
+    from .impute import METHODS, DeMissVAEImputer, MixtureVAEImputer
+
+    common = dict(latent_dim=args.latent_dim, max_iter=args.max_iter, random_state=args.random_state,
+                  device=args.device, verbose=0 if args.quiet else 1)
+    if args.method == "DeMissVAE":
+        if args.n_particles is not None:
+            raise CommandError("--n-particles does not apply to DeMissVAE.")
+        extra = {} if args.n_components is None else {"n_imputations": args.n_components}
+        return DeMissVAEImputer(**common, **extra)
+    params = dict(METHODS[args.method])
+    if args.n_components is not None:
+        if params["n_components"] == 1 and args.n_components > 1:
+            raise CommandError(
+                f"{args.method} has a single-Gaussian encoder; for {args.n_components} components "
+                f"use {'MissSIWAE' if params['objective'] == 'iwelbo' else 'MissSVAE'}."
+            )
+        params["n_components"] = args.n_components
+    k = params["n_components"]
+    if args.n_particles is not None:
+        params["n_particles"] = args.n_particles
+    elif k > 1 and params.get("sampling") == "stratified":
+        params["n_particles"] = k * math.ceil(5 / k)  # stratified: a draw from every component
+    return MixtureVAEImputer(**params, **common)
+
+
+def _fit(estimator, frame):
+    # Progress goes to standard error so that standard output stays clean for data.
+    with contextlib.redirect_stdout(sys.stderr):
+        return estimator.fit(frame)
+
+
+def _impute(args) -> None:
+    import numpy as np
+    import pandas as pd
+
+    _check_output(args.output)
+    frame = read_table(args.input)
+    estimator = _fit(_build_estimator(args), frame)
+    if args.n_imputations == 1:
+        out = estimator.transform(frame)
+    else:
+        draws = estimator.sample_imputations(frame, args.n_imputations)  # [M, N, D]
+        m, n = draws.shape[:2]
+        out = pd.DataFrame(draws.reshape(m * n, -1), columns=frame.columns)
+        out.insert(0, "row", np.tile(np.arange(n), m))
+        out.insert(0, "imputation", np.repeat(np.arange(1, m + 1), n))
+    write_table(out, args.output)
+    print(f"wrote {len(out)} rows to {args.output}", file=sys.stderr)
+
+
+def _score(args) -> None:
+    import pandas as pd
+
+    if args.output is not None:
+        _check_output(args.output)
+    frame = read_table(args.input)
+    train = frame if args.train is None else read_table(args.train)
+    if list(train.columns) != list(frame.columns):
+        raise CommandError(
+            f"{str(args.input)!r} and --train {str(args.train)!r} must have the same columns in the "
+            f"same order; got {list(frame.columns)!r} and {list(train.columns)!r}."
+        )
+    estimator = _fit(_build_estimator(args), train)
+    scores = pd.DataFrame({"log_likelihood": estimator.score_samples(frame)})
+    if args.output is None:
+        scores.to_csv(sys.stdout, index=False)
+    else:
+        write_table(scores, args.output)
+    print(f"mean log-likelihood {scores['log_likelihood'].mean():.4f} nats per row "
+          f"({len(scores)} rows)", file=sys.stderr)
+
+
+def _demo(args) -> None:
+    from ._demo import run_demo
+
+    run_demo(n_samples=args.n_samples, max_iter=args.max_iter, random_state=args.random_state)
+
+
+def main(argv=None) -> int:
+    """Run the ``skmissvae`` command line.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        Arguments without the program name; ``sys.argv[1:]`` when None.
+
+    Returns
+    -------
+    status : int
+        0 on success, 2 when the input cannot be used (the reason is printed on standard
+        error). Invalid options exit through ``SystemExit(2)`` as argparse does.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    run = {"impute": _impute, "score": _score, "demo": _demo}[args.command]
+    try:
+        with _short_warnings():
+            run(args)
+    except ValueError as error:  # CommandError, or the estimator's checks of data and settings
+        print(f"skmissvae {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader closed the pipe (`skmissvae score data.csv | head`): stop quietly, and
+        # point stdout at devnull so that Python's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0
+
+
+@contextlib.contextmanager
+def _short_warnings():
+    """Print warnings (e.g. ConvergenceWarning) as one line, without source file and code."""
+    original = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *args, **kwargs: (
+        f"skmissvae: {category.__name__}: {message}\n"
+    )
+    try:
+        yield
+    finally:
+        warnings.formatwarning = original

@@ -1,0 +1,222 @@
+"""The ``skmissvae`` command line, called in-process (and once as ``python -m skmissvae``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skmissvae._cli import main
+
+# The tiny fits stop at max_iter on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+FAST = ["--max-iter", "2", "--latent-dim", "2", "--device", "cpu", "-q"]
+HAS_PARQUET = any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
+
+
+@pytest.fixture
+def csv_table(tmp_path, X_missing):
+    """A CSV file of the shared 120 x 4 incomplete table, and the table as a DataFrame."""
+    frame = pd.DataFrame(X_missing, columns=["height", "weight", "age", "income"])
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def _error(capsys) -> str:
+    return capsys.readouterr().err
+
+
+# -- impute -------------------------------------------------------------------------------
+def test_impute_writes_a_complete_table_with_observed_cells_unchanged(csv_table, tmp_path):
+    path, frame = csv_table
+    before = path.read_bytes()
+    out = tmp_path / "imputed.csv"
+    assert main(["impute", str(path), "-o", str(out), *FAST]) == 0
+    imputed = pd.read_csv(out)
+    assert list(imputed.columns) == list(frame.columns)
+    assert imputed.shape == frame.shape
+    assert not imputed.isna().any().any()
+    observed = frame.notna().to_numpy()
+    np.testing.assert_array_equal(imputed.to_numpy()[observed], frame.to_numpy()[observed])
+    assert path.read_bytes() == before  # the input file is never touched
+
+
+def test_impute_is_reproducible_with_a_seed(csv_table, tmp_path):
+    path, _ = csv_table
+    outputs = []
+    for name, seed in [("a.csv", "3"), ("b.csv", "3"), ("c.csv", "4")]:
+        main(["impute", str(path), "-o", str(tmp_path / name), *FAST, "--random-state", seed])
+        outputs.append(pd.read_csv(tmp_path / name).to_numpy())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert not np.array_equal(outputs[0], outputs[2])
+
+
+def test_multiple_imputation_writes_a_long_table(csv_table, tmp_path):
+    path, frame = csv_table
+    out = tmp_path / "draws.csv"
+    assert main(["impute", str(path), "-o", str(out), "--n-imputations", "3", *FAST]) == 0
+    draws = pd.read_csv(out)
+    assert list(draws.columns) == ["imputation", "row", *frame.columns]
+    assert len(draws) == 3 * len(frame)
+    assert sorted(draws["imputation"].unique()) == [1, 2, 3]
+    observed = frame.notna().to_numpy()
+    copies = []
+    for m in (1, 2, 3):
+        copy = draws[draws["imputation"] == m]
+        np.testing.assert_array_equal(copy["row"], np.arange(len(frame)))
+        values = copy[list(frame.columns)].to_numpy()
+        np.testing.assert_array_equal(values[observed], frame.to_numpy()[observed])
+        copies.append(values[~observed])
+    assert not np.array_equal(copies[0], copies[1])  # draws, not one imputation repeated
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--method", "MIWAE"], ["--method", "MissVAE", "--n-components", "3"],
+     ["--method", "MissSIWAE", "--n-components", "3"],  # particles rounded up to 6
+     ["--method", "DeMissVAE", "--n-components", "2"]],
+    ids=["MIWAE", "MissVAE-3", "MissSIWAE-3", "DeMissVAE-2"],
+)
+def test_impute_with_other_methods(csv_table, tmp_path, options):
+    path, _ = csv_table
+    out = tmp_path / "imputed.csv"
+    assert main(["impute", str(path), "-o", str(out), *FAST, *options]) == 0
+    assert not pd.read_csv(out).isna().any().any()
+
+
+def test_progress_goes_to_standard_error(csv_table, tmp_path, capsys):
+    path, _ = csv_table
+    args = [a for a in FAST if a != "-q"]
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), *args]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "epoch 2/2" in captured.err and "wrote 120 rows" in captured.err
+
+
+# -- errors that say what to fix ----------------------------------------------------------
+def test_non_numeric_column_is_named(tmp_path, capsys):
+    path = tmp_path / "mixed.csv"
+    pd.DataFrame({"x": [1.0, np.nan, 3.0], "city": ["Paris", None, "Oslo"]}).to_csv(path, index=False)
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), *FAST]) == 2
+    err = _error(capsys)
+    assert "'city'" in err and "'Paris'" in err and "numeric" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d: ["impute", str(d / "nope.csv"), "-o", str(d / "o.csv")], "does not exist"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.xlsx")], "unknown file type '.xlsx'"),
+        (lambda d: ["impute", str(d / "data.txt"), "-o", str(d / "o.csv")], "unknown file type '.txt'"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "no" / "o.csv")], "does not exist"),
+        (lambda d: ["impute", str(d / "empty.csv"), "-o", str(d / "o.csv")], "cannot read"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--method", "MVAE",
+                    "--n-components", "3"], "use MissSVAE"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--n-particles", "7"],
+         "multiple of n_components"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--method", "DeMissVAE",
+                    "--n-particles", "4"], "does not apply to DeMissVAE"),
+    ],
+    ids=["missing-input", "bad-output-type", "bad-input-type", "missing-folder", "empty-file",
+         "single-gaussian-components", "particles", "demissvae-particles"],
+)
+def test_input_errors_exit_2_with_a_message(csv_table, tmp_path, capsys, make_args, message):
+    (tmp_path / "empty.csv").write_text("")
+    assert main([*make_args(tmp_path), *FAST]) == 2
+    err = _error(capsys)
+    assert err.startswith("skmissvae impute: error: ")
+    assert message in err
+
+
+def test_unknown_method_is_rejected_by_argparse(csv_table, capsys):
+    path, _ = csv_table
+    with pytest.raises(SystemExit) as exit_info:
+        main(["impute", str(path), "-o", "o.csv", "--method", "VAE"])
+    assert exit_info.value.code == 2
+    assert "MissSIWAE" in _error(capsys)  # the valid choices are listed
+
+
+def test_output_is_required(csv_table, capsys):
+    path, _ = csv_table
+    with pytest.raises(SystemExit):
+        main(["impute", str(path)])
+    assert "-o/--output" in _error(capsys)
+
+
+@pytest.mark.skipif(HAS_PARQUET, reason="Parquet support is installed")
+def test_parquet_without_pyarrow_says_what_to_install(csv_table, tmp_path, capsys):
+    path, _ = csv_table
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.parquet"), *FAST]) == 2
+    assert "pip install pyarrow" in _error(capsys)
+
+
+@pytest.mark.skipif(not HAS_PARQUET, reason="needs pyarrow or fastparquet")
+def test_parquet_round_trip(csv_table, tmp_path):
+    _, frame = csv_table
+    source = tmp_path / "data.parquet"
+    frame.to_parquet(source, index=False)
+    out = tmp_path / "imputed.parquet"
+    assert main(["impute", str(source), "-o", str(out), *FAST]) == 0
+    assert not pd.read_parquet(out).isna().any().any()
+
+
+# -- score ---------------------------------------------------------------------------------
+def test_score_prints_one_log_likelihood_per_row(csv_table, capsys):
+    path, frame = csv_table
+    assert main(["score", str(path), *FAST]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "log_likelihood"
+    scores = np.array([float(v) for v in lines[1:]])
+    assert len(scores) == len(frame) and np.isfinite(scores).all()
+    assert f"mean log-likelihood {scores.mean():.4f}" in captured.err
+
+
+def test_score_with_a_training_file_writes_to_output(csv_table, tmp_path):
+    path, frame = csv_table
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    frame.iloc[:90].to_csv(train, index=False)
+    frame.iloc[90:].to_csv(test, index=False)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(test), "--train", str(train), "-o", str(out), *FAST]) == 0
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["log_likelihood"] and len(scores) == 30
+    assert np.isfinite(scores["log_likelihood"]).all()
+
+
+def test_score_needs_matching_columns(csv_table, tmp_path, capsys):
+    path, frame = csv_table
+    other = tmp_path / "other.csv"
+    frame.rename(columns={"age": "years"}).to_csv(other, index=False)
+    assert main(["score", str(path), "--train", str(other), *FAST]) == 2
+    assert "same columns" in _error(capsys)
+
+
+# -- demo and entry points -----------------------------------------------------------------
+def test_demo_reports_error_and_likelihood(capsys):
+    assert main(["demo", "--n-samples", "200", "--max-iter", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Imputation RMSE" in out and "log-likelihood" in out
+
+
+def test_python_dash_m_help_lists_the_commands():
+    done = subprocess.run([sys.executable, "-m", "skmissvae", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for command in ("impute", "score", "demo"):
+        assert command in done.stdout
+
+
+def test_every_command_has_help(capsys):
+    for command in ("impute", "score", "demo"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: skmissvae " + command in capsys.readouterr().out
