@@ -7,7 +7,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from skmissvae.datasets import MixtureOfGaussians, make_mcar, make_mixture_of_gaussians
+from skmissvae.datasets import MixtureOfGaussians, make_mar, make_mcar, make_mixture_of_gaussians, make_mnar
 
 
 def scipy_log_likelihood(mixture, X):
@@ -265,3 +265,161 @@ def test_make_mixture_of_gaussians_data_follow_the_mixture():
     X, mixture = make_mixture_of_gaussians(n_samples=2000, n_features=3, n_components=5, random_state=0)
     _, other = make_mixture_of_gaussians(n_samples=10, n_features=3, n_components=5, random_state=1)
     assert mixture.log_likelihood(X).mean() > other.log_likelihood(X).mean() + 0.1
+
+
+# --------------------------------------------------------------------------------------
+# make_mar and make_mnar
+# --------------------------------------------------------------------------------------
+def _gaussian_table(n_samples=4000, n_features=6, seed=0):
+    """Correlated Gaussian columns with different offsets and scales."""
+    rng = np.random.RandomState(seed)
+    latent = rng.standard_normal((n_samples, 2))
+    X = latent @ rng.standard_normal((2, n_features)) + 0.5 * rng.standard_normal((n_samples, n_features))
+    return X * np.arange(1, n_features + 1) + 10.0 * np.arange(n_features)
+
+
+GENERATORS = {
+    "mar": lambda X, rate, **kw: make_mar(X, rate, **kw),
+    "self_masking": lambda X, rate, **kw: make_mnar(X, rate, mechanism="self_masking", **kw),
+    "quantile": lambda X, rate, **kw: make_mnar(X, rate, mechanism="quantile", **kw),
+}
+
+
+@pytest.fixture(params=sorted(GENERATORS), ids=str)
+def generator(request):
+    return GENERATORS[request.param]
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5])
+def test_mar_mnar_hit_the_requested_rate(generator, rate):
+    X = _gaussian_table()
+    X_missing, observed = generator(X, rate, random_state=0)
+    assert X_missing.shape == X.shape and observed.dtype == bool
+    # Expected rate exactly (calibrated intercepts); Bernoulli noise over 24,000 cells.
+    assert abs((~observed).mean() - rate) < 0.015
+    assert_array_equal(observed, ~np.isnan(X_missing))
+    assert_array_equal(X_missing[observed], X[observed])
+
+
+def test_mar_mnar_return_copies_and_accept_lists(generator):
+    X = _gaussian_table(200, 4)
+    before = X.copy()
+    X_missing, observed = generator(X, 0.3, random_state=0)
+    assert_array_equal(X, before)
+    assert not np.shares_memory(X, X_missing)
+    X_list, observed_list = generator(X.tolist(), 0.3, random_state=0)
+    assert_array_equal(observed_list, observed)
+    assert X_list.dtype == np.float64
+
+
+def test_mar_mnar_are_deterministic_and_leave_global_rngs_alone(generator):
+    X = _gaussian_table(300, 4)
+    np.random.seed(0)
+    state = np.random.get_state()
+    a = generator(X, 0.3, random_state=5)[1]
+    assert_array_equal(a, generator(X, 0.3, random_state=np.random.RandomState(5))[1])
+    generator(X, 0.3, random_state=None)
+    assert_array_equal(np.random.get_state()[1], state[1])
+    assert np.random.get_state()[2] == state[2]
+
+
+def test_mar_mnar_zero_rate_hides_nothing(generator):
+    X = _gaussian_table(50, 3)
+    X_missing, observed = generator(X, 0.0, random_state=0)
+    assert observed.all()
+    assert_array_equal(X_missing, X)
+
+
+def test_make_mar_drivers_are_observed_and_drive_missingness():
+    X = _gaussian_table(n_features=5)
+    X_missing, observed = make_mar(X, 0.3, driver_columns=[0, 2], random_state=1)
+    assert observed[:, [0, 2]].all()
+    targets = [1, 3, 4]
+    # Each target column loses 0.3 * 5 / 3 = 0.5 of its entries (in expectation).
+    assert_allclose((~observed[:, targets]).mean(axis=0), 0.5, atol=0.03)
+    # MAR, not MCAR: missingness of each target column correlates with the drivers.
+    linear = np.linalg.lstsq(
+        np.column_stack([np.ones(len(X)), X[:, [0, 2]]]), ~observed[:, targets], rcond=None
+    )[0]
+    prediction = np.column_stack([np.ones(len(X)), X[:, [0, 2]]]) @ linear
+    correlations = [np.corrcoef(prediction[:, j], ~observed[:, t])[0, 1] for j, t in enumerate(targets)]
+    assert min(correlations) > 0.2
+    # strength=0 removes the dependence (MCAR within the target columns).
+    _, flat = make_mar(X, 0.3, driver_columns=[0, 2], strength=0.0, random_state=1)
+    assert max(abs(np.corrcoef(X[:, 0], ~flat[:, t])[0, 1]) for t in targets) < 0.06
+
+
+def test_make_mar_default_drivers():
+    X = _gaussian_table(500, 10)
+    _, observed = make_mar(X, 0.2, random_state=0)
+    assert observed.all(axis=0).sum() == 3  # round(0.3 * 10) always-observed columns
+    _, observed = make_mar(X[:, :2], 0.2, random_state=0)
+    assert observed.all(axis=0).sum() == 1
+    assert observed.any(axis=1).all()  # drivers keep every row non-empty
+
+
+def test_make_mnar_self_masking_hides_large_values():
+    X = _gaussian_table()
+    _, observed = make_mnar(X, 0.3, random_state=0)
+    for j in range(X.shape[1]):
+        assert X[~observed[:, j], j].mean() > X[observed[:, j], j].mean() + 0.5 * X[:, j].std()
+    # Negative strength hides small values instead.
+    _, observed = make_mnar(X, 0.3, strength=-2.0, random_state=0)
+    assert X[~observed[:, 0], 0].mean() < X[observed[:, 0], 0].mean()
+
+
+def test_make_mnar_quantile_censors_above_a_quantile_exactly():
+    X = _gaussian_table(1000, 4)
+    _, observed = make_mnar(X, 0.25, mechanism="quantile", random_state=0)
+    assert_array_equal((~observed).sum(axis=0), [250] * 4)
+    for j in range(4):
+        assert X[~observed[:, j], j].min() > X[observed[:, j], j].max()
+    # Ties at the threshold are broken at random, the count stays exact.
+    ties = np.repeat([[0.0], [1.0]], [60, 40], axis=0)
+    masks = [make_mnar(ties, 0.5, mechanism="quantile", random_state=s)[1] for s in range(2)]
+    for m in masks:
+        assert (~m).sum() == 50 and (~m[60:]).all()  # all 40 ones missing, and 10 of the zeros
+    assert not np.array_equal(masks[0], masks[1])
+
+
+def test_make_mnar_columns_subset_and_drop_empty_rows():
+    X = _gaussian_table(400, 4)
+    _, observed = make_mnar(X, 0.2, mechanism="quantile", columns=[1, 3], random_state=0)
+    assert observed[:, [0, 2]].all()
+    assert_array_equal((~observed).sum(axis=0), [0, 160, 0, 160])  # 0.2 * 4 / 2 = 0.4 per column
+    X1 = X[:, :1]
+    X_missing, observed = make_mnar(X1, 0.4, drop_empty_rows=True, random_state=0)
+    assert observed.all() and len(X_missing) < len(X1)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0])
+def test_mar_mnar_reject_bad_rates(generator, rate):
+    with pytest.raises(ValueError, match="missing_rate"):
+        generator(np.ones((10, 3)) * np.arange(3), rate)
+
+
+def test_mar_mnar_reject_bad_input():
+    X = _gaussian_table(20, 3)
+    with pytest.raises(TypeError, match="missing_rate"):
+        make_mar(X, "0.3")
+    with pytest.raises(ValueError, match="2-D"):
+        make_mnar(X[:, 0], 0.3)
+    bad = X.copy()
+    bad[0, 1] = np.nan
+    for fn in (make_mar, make_mnar):
+        with pytest.raises(ValueError, match="complete and finite"):
+            fn(bad, 0.3)
+    with pytest.raises(ValueError, match="mechanism"):
+        make_mnar(X, 0.3, mechanism="censoring")
+    with pytest.raises(ValueError, match="at least 2 columns"):
+        make_mar(X[:, :1], 0.3)
+    with pytest.raises(ValueError, match="driver_columns"):
+        make_mar(X, 0.3, driver_columns=[3])
+    with pytest.raises(ValueError, match="at least one column"):
+        make_mar(X, 0.3, driver_columns=[0, 1, 2])
+    with pytest.raises(ValueError, match="non-driver columns"):
+        make_mar(X, 0.7, driver_columns=[0, 1])  # 0.7 * 3 / 1 >= 1
+    with pytest.raises(ValueError, match="columns"):
+        make_mnar(X, 0.5, columns=[0])  # 0.5 * 3 / 1 >= 1
+    with pytest.raises(ValueError, match="random_state"):
+        make_mnar(X, 0.3, random_state="seed")
