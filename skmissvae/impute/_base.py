@@ -154,6 +154,9 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self._progress = TrainingProgress(self.max_iter, self.verbose, label=type(self).__name__)
         try:
             result = self._fit_model(x, mask, generator)
+        except BaseException:
+            self.__dict__.pop("model_", None)  # a failed fit leaves no usable model behind
+            raise
         finally:
             self.__dict__.pop("_progress").close()
         self._check_trained_model(x, mask, result)
@@ -298,6 +301,11 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _validate_input(self, X, reset: bool) -> np.ndarray:
         # Named checks first: sklearn's own messages name neither the column nor the fix.
+        if isinstance(X, pd.DataFrame) and X.shape[1] == 0:
+            raise ValueError(
+                f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+                f"required by {type(self).__name__}."
+            )
         _reject_non_numeric_columns(X, type(self).__name__)
         values = validate_data(
             self,
@@ -580,8 +588,8 @@ def _raise_non_numeric(estimator_name, column, dtype, example):
     found = f" such as {example!r}" if example is not None else ""
     raise ValueError(
         f"Column {column} has dtype {dtype} with non-numeric values{found}: could not "
-        f"convert string to float. {estimator_name} accepts numeric columns only; encode "
-        "the column as numbers or drop it."
+        f"convert string to float. {estimator_name} treats it as continuous; declare it "
+        "'categorical' or 'binary' in column_types, encode it as numbers, or drop it."
     )
 
 
