@@ -189,6 +189,10 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Columns that were entirely missing during ``fit`` are dropped, or with
             ``keep_empty_features=True`` kept with their missing entries set to 0. Rows
             with no observed entry are imputed from the model's prior predictive mean.
+            With binary or categorical columns (``column_types``), a DataFrame comes
+            back in the original dtypes, and their missing values are imputed with the
+            most probable level or category under the conditional (the mode of the
+            importance-weighted predictive probabilities).
         """
         values, observed = self._prepare(X)
         imputed = self._map_batches(self._impute_batch, values, observed, "transform")
@@ -207,8 +211,10 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        imputations : ndarray of shape (n_imputations, n_samples, n_features)
-            Completed copies of ``X``; observed entries are unchanged in every copy.
+        imputations : ndarray of shape (n_imputations, n_samples, n_features) or list
+            Completed copies of ``X``; observed entries are unchanged in every copy. For a
+            DataFrame with binary or categorical columns, a list of ``n_imputations``
+            DataFrames in the original dtypes.
         """
         if isinstance(n_imputations, bool) or not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
             raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}.")
