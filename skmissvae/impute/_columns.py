@@ -239,7 +239,9 @@ class TableEncoder:
         """
         frame = _as_frame(X)
         if frame.shape[1] != len(self.columns_):
-            raise ValueError(f"X has {frame.shape[1]} columns; the encoder was fitted on {len(self.columns_)}.")
+            raise ValueError(
+                f"X has {frame.shape[1]} columns; the encoder was fitted on {len(self.columns_)}."
+            )
         values = np.full((frame.shape[0], self.n_encoded_), np.nan)
         for j, column in enumerate(self.columns_):
             series = frame.iloc[:, j]
@@ -310,7 +312,9 @@ class TableEncoder:
                 codes = np.argmax(block, axis=1)
             data[j] = self._restore(column.levels[codes], column, index)
         frame = pd.DataFrame(data, index=index)
-        frame.columns = pd.Index([column.label for column in self.columns_]) if self.is_frame_ else range(len(self.columns_))
+        # Positions as keys above, labels now: labels may repeat or look like positions.
+        labels = [column.label for column in self.columns_]
+        frame.columns = pd.Index(labels) if self.is_frame_ else range(len(labels))
         return frame
 
     @staticmethod

@@ -165,6 +165,10 @@ from skmissvae.core.samplers import (  # noqa: E402
 )
 
 
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
 def _one_hot_data(batch=8, n_classes=4, seed=0):
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(n_classes, (batch,), generator=g)
@@ -310,15 +314,16 @@ def test_empirical_imputations_draw_whole_one_hot_blocks():
     x_filled = torch.where(observed, x, torch.zeros_like(x))
     pool, counts = column_pools(x_filled, observed)
     groups = MixedLikelihood(BLOCKS).column_groups()
-    out = empirical_imputations(x_filled, observed, pool, counts, 5, torch.Generator().manual_seed(0), groups)
-    assert torch.equal(out[observed.unsqueeze(1).expand_as(out)], x_filled.unsqueeze(1).expand_as(out)[observed.unsqueeze(1).expand_as(out)])
+    out = empirical_imputations(x_filled, observed, pool, counts, 5, _gen(0), groups)  # [B, K, D]
+    kept = observed.unsqueeze(1).expand_as(out)
+    assert torch.equal(out[kept], x_filled.unsqueeze(1).expand_as(out)[kept])
     assert (out[..., 3:6].sum(-1) == 1).all() and (out[..., 6:8].sum(-1) == 1).all()
     # Each imputed block is one of the observed one-hot vectors of its column.
     assert set(out[..., 2].unique().tolist()) <= {0.0, 1.0}
     # Singleton groups are the ungrouped behaviour, draw for draw.
     identity = torch.arange(8)
-    a = empirical_imputations(x_filled, observed, pool, counts, 5, torch.Generator().manual_seed(1), identity)
-    b = empirical_imputations(x_filled, observed, pool, counts, 5, torch.Generator().manual_seed(1))
+    a = empirical_imputations(x_filled, observed, pool, counts, 5, _gen(1), identity)
+    b = empirical_imputations(x_filled, observed, pool, counts, 5, _gen(1))
     assert torch.equal(a, b)
 
 
@@ -355,7 +360,7 @@ def test_demissvae_samplers_keep_one_hot_blocks_valid(sampler):
     model = _mixed_model()
     pool, counts = column_pools(x_filled, observed)
     groups = model.likelihood.column_groups()
-    start = empirical_imputations(x_filled, observed, pool, counts, 3, torch.Generator().manual_seed(0), groups)
+    start = empirical_imputations(x_filled, observed, pool, counts, 3, _gen(0), groups)
     g = torch.Generator().manual_seed(1)
     if sampler == "lair":
         out = lair(model, start, observed, n_iterations=2, generator=g)
