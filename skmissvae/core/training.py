@@ -251,7 +251,8 @@ def train(
             "Training produced no finite objective value; lower learning_rate or check the "
             "scale of the data."
         )
-    if len(val_rows) or non_finite_run >= config.max_non_finite_steps:
+    # Also restore when the last steps were non-finite: the final weights may be NaN.
+    if len(val_rows) or non_finite_run > 0:
         model.load_state_dict(best_state)
     else:
         result.best_epoch = result.n_epochs - 1

@@ -267,6 +267,10 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
+    def __sklearn_is_fitted__(self):
+        # Fitted means a usable model: a fit that failed (e.g. diverged) removes ``model_``.
+        return "model_" in self.__dict__
+
     def __getstate__(self):
         # A model trained on a GPU must load on a CPU-only machine: pickle a CPU copy.
         state = dict(super().__getstate__())  # a copy: never swap the live estimator's model
