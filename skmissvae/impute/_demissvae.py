@@ -160,7 +160,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         ``fit``). Only with ``keep_imputations=True``. For a table with binary or
         categorical columns, a list of ``n_imputations`` completed tables instead (as
         :meth:`sample_imputations` returns).
-    empty_features_ : ndarray of bool of shape (n_features_in_,)
+    empty_features_ : ndarray of bool of shape (`n_features_in_`,)
         True for the columns that had no observed value during ``fit``.
     mean_, scale_ : ndarray of shape (n_features,)
         Per-column mean and standard deviation of the observed entries, used to standardise.
@@ -180,7 +180,7 @@ class DeMissVAEImputer(BaseVAEImputer):
     device_ : torch.device
         The resolved training device.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when ``X`` has string column names.
 
     See Also

@@ -121,7 +121,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         standardised).
     model_ : skmissvae.core.model.MissingDataVAE
         The trained torch model (on the training device).
-    empty_features_ : ndarray of bool of shape (n_features_in_,)
+    empty_features_ : ndarray of bool of shape (`n_features_in_`,)
         True for the columns that had no observed value during ``fit``.
     mean_, scale_ : ndarray of shape (n_features,)
         Per-column mean and standard deviation of the observed entries, used to standardise.
@@ -140,7 +140,7 @@ class MixtureVAEImputer(BaseVAEImputer):
     device_ : torch.device
         The resolved training device.
     n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when ``X`` has string column names.
 
     Notes
