@@ -27,6 +27,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .core.likelihoods import GaussianLikelihood
 from .core.model import finite_mixture_objective, standard_normal_log_prob
 from .core.samplers import importance_log_likelihood
 from .core.training import TrainingConfig, train
@@ -186,14 +187,42 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
     with torch.no_grad():
         h = model.decode(grid)  # [G, n_params * D]
         log_prior = standard_normal_log_prob(grid)  # [G]
-        rows_per_chunk = max(1, 2**22 // len(grid))
+        gaussian = _gaussian_grid_terms(model.likelihood, h)
+        rows_per_chunk = max(1, (2**24 if gaussian is not None else 2**22) // len(grid))
         for start in range(0, len(values), rows_per_chunk):
             rows = slice(start, start + rows_per_chunk)
             x, mask = estimator._to_tensors(values[rows], observed[rows], device)
-            per_feature = model.likelihood.log_prob_elementwise(x[:, None, :], h[None])  # [B, G, D]
-            log_joint = (per_feature * mask[:, None, :]).sum(-1) + log_prior  # [B, G]
+            if gaussian is not None:
+                log_joint = _gaussian_grid_log_prob(gaussian, x, mask) + log_prior  # [B, G]
+            else:
+                per_feature = model.likelihood.log_prob_elementwise(x[:, None, :], h[None])  # [B, G, D]
+                log_joint = (per_feature * mask[:, None, :]).sum(-1) + log_prior  # [B, G]
             out[rows] = (torch.logsumexp(log_joint, dim=1) + log_volume).cpu().numpy()
     return out - (observed * np.log(estimator.scale_)).sum(axis=1)
+
+
+def _gaussian_grid_terms(likelihood, h):
+    """Per-grid-point coefficients of the Gaussian log-density as a quadratic in ``x``.
+
+    ``sum_d m_d log N(x_d; loc_gd, scale_gd)`` expands into
+    ``m @ a_g + (m x) @ b_g + (m x^2) @ c_g``: one matrix product over the features
+    instead of a ``[B, G, D]`` tensor, which makes the 500 x 500 grid about 20x cheaper.
+    Computed in float64 so that the expanded square does not lose precision. Returns
+    None for other likelihoods (they take the elementwise path).
+    """
+    if not isinstance(likelihood, GaussianLikelihood):
+        return None
+    loc, scale = (t.double() for t in likelihood.params(h))  # [G, D] each
+    precision = scale**-2
+    a = -torch.log(scale) - 0.5 * math.log(2 * math.pi) - 0.5 * loc**2 * precision  # [G, D]
+    return torch.cat([a, loc * precision, -0.5 * precision], dim=1).T.contiguous()  # [3D, G]
+
+
+def _gaussian_grid_log_prob(terms, x, mask):
+    """``log p(x_o | z_g)`` ``[B, G]`` from ``_gaussian_grid_terms`` and a batch ``[B, D]``."""
+    m = mask.double()
+    xm = x.double() * m
+    return (torch.cat([m, xm, xm * x.double()], dim=1) @ terms).float()  # [B, 3D] @ [3D, G]
 
 
 def _check_imputation_inputs(X_true, X_imputed, missing_mask, multiple: bool):
