@@ -264,3 +264,11 @@ def test_model_trained_on_cuda_loads_on_cpu(make, tmp_path, monkeypatch):
         assert np.isfinite(Xt).all()
         # Same weights, another device: close, not bit-identical (different kernels).
         np.testing.assert_allclose(Xt, expected, rtol=1e-2, atol=1e-2 * np.nanstd(X))
+
+
+def test_save_refuses_mixed_type_models_clearly(tmp_path):
+    df = pd.DataFrame({"a": np.arange(20.0), "b": pd.Categorical(["u", "v"] * 10)})
+    imputer = ESTIMATORS["mixture"]().fit(df)
+    with pytest.raises(TypeError, match="use pickle or joblib"):
+        skmissvae.save(imputer, tmp_path / "f.pt")
+    assert not (tmp_path / "f.pt").exists()
