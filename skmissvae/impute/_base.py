@@ -214,7 +214,8 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         imputations : ndarray of shape (n_imputations, n_samples, n_features) or list
             Completed copies of ``X``; observed entries are unchanged in every copy. For a
             DataFrame with binary or categorical columns, a list of ``n_imputations``
-            DataFrames in the original dtypes.
+            DataFrames in the original dtypes. Columns entirely missing during ``fit`` are
+            handled as in :meth:`transform` (``keep_empty_features``).
         """
         if isinstance(n_imputations, bool) or not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
             raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}.")
