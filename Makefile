@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 # The CPU build of torch is installed first and pinned: an unpinned torch pulls CUDA wheels.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test docs venv bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PIN)
-	$(PY) -m pip install -q -e ".[test]" $(TORCH_PIN)
+	$(PY) -m pip install -q -e ".[test,docs]" $(TORCH_PIN)
 	touch $@
 
 venv: $(VENV)/.installed
@@ -19,12 +19,16 @@ venv: $(VENV)/.installed
 demo: venv  ## fit an imputer on the embedded default data set
 	$(PY) -m skmissvae demo
 
-test: venv  ## run the test suite
+test: venv  ## run the test suite, then build the documentation (its examples run too)
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) docs
+
+docs: venv  ## build the HTML documentation into docs/_build/html; warnings are errors
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: venv  ## full benchmarks (minutes to hours; not part of CI)
 	$(PY) benchmarks/mog.py
 	$(PY) benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/_build docs/auto_examples docs/generated docs/api.rst docs/sg_execution_times.rst

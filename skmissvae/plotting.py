@@ -324,9 +324,13 @@ def _posterior_on_grid_no_grad(estimator, values, observed, grid_size, extent):
 
 def _draw_posterior(ax, q, i, z1, z2, posterior) -> None:
     grid_size = len(z1)
-    ax.contourf(z1, z2, posterior, levels=12, cmap="Greys")
-    ax.contour(z1, z2, q["density"][:, i].reshape(grid_size, grid_size), levels=6, colors="C1",
-               linewidths=1.0)
+    density = q["density"][:, i].reshape(grid_size, grid_size)
+    # Levels relative to each peak: matplotlib's automatic ones include near-zero levels,
+    # whose contours trace numerical noise far from the mass.
+    fractions = np.array([0.02, 0.1, 0.25, 0.5, 0.75, 1.0])
+    ax.contourf(z1, z2, posterior, levels=posterior.max() * np.concatenate([[0], fractions]),
+                cmap="Greys")
+    ax.contour(z1, z2, density, levels=density.max() * fractions[:-1], colors="C1", linewidths=1.0)
     means, weights = q["loc"][i], q["weights"][i]
     ax.scatter(means[:, 0], means[:, 1], s=30 + 200 * weights, marker="x", color="C3",
                label="component means of q", gid="component_means")
