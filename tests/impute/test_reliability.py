@@ -393,7 +393,7 @@ def test_different_number_of_columns_raises(make, as_input, n_columns):
             getattr(imputer, method)(X_bad)
 
 
-@pytest.mark.filterwarnings("ignore:X has feature names:UserWarning")
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names:UserWarning")
 def test_reordered_or_renamed_columns_raise(make):
     df = pd.DataFrame(correlated_table(30)[1], columns=COLUMNS)
     imputer = make().fit(df)
