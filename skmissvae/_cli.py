@@ -29,10 +29,12 @@ examples:
   skmissvae impute data.parquet -o imputed.parquet --method MIWAE --max-iter 100
   skmissvae impute data.csv -o draws.csv --n-imputations 20
 
-Missing cells are empty fields or NA/NaN in CSV files, nulls in Parquet files. Every column
-must be numeric. Observed cells are written back unchanged. With --n-imputations M > 1 the
-output is one long table: the M completed copies stacked, with a first column `imputation`
-(1 to M) and a column `row` (the input row's position from 0)."""
+Missing cells are empty fields or NA/NaN in CSV files, nulls in Parquet files. Numeric
+columns are continuous, text columns categorical and true/false columns binary; --categorical
+and --binary override that (e.g. for integer codes). Observed cells are written back
+unchanged. With --n-imputations M > 1 the output is one long table: the M completed copies
+stacked, with a first column `imputation` (1 to M) and a column `row` (the input row's
+position from 0)."""
 
 _SCORE_EPILOG = """\
 examples:
@@ -74,6 +76,12 @@ def _model_options() -> argparse.ArgumentParser:
                             "to a multiple of K for stratified methods)")
     model.add_argument("--latent-dim", type=_positive_int, default=16, metavar="D",
                        help="latent dimensions (default: %(default)s)")
+    model.add_argument("--categorical", action="append", default=[], metavar="COLUMN",
+                       help="treat COLUMN as categorical, e.g. integer codes (repeat for "
+                            "several; text columns are categorical anyway)")
+    model.add_argument("--binary", action="append", default=[], metavar="COLUMN",
+                       help="treat COLUMN as binary, e.g. a 0/1 column (repeat for several; "
+                            "true/false columns are binary anyway)")
     training = parent.add_argument_group("training")
     training.add_argument("--max-iter", type=_positive_int, default=200, metavar="N",
                           help="maximum training epochs; early stopping may end sooner "
@@ -165,7 +173,7 @@ def read_table(path: Path):
     Returns
     -------
     frame : pandas.DataFrame
-        The table with float64 columns; missing cells are NaN.
+        The table as read; missing cells are NaN or NA.
     """
     import pandas as pd
 
@@ -176,28 +184,39 @@ def read_table(path: Path):
         frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as error:
         raise CommandError(f"cannot read {str(path)!r} as {fmt.upper()}: {error}") from None
-    return _numeric_columns(frame, path)
+    return _check_columns(frame, path)
 
 
-def _numeric_columns(frame, path: Path):
-    """The table as float64, or an error that names the columns that are not numeric."""
-    # Kept in one place: mixed-type tables (categorical/binary columns) will relax this.
+def _check_columns(frame, path: Path):
+    """The table, or an error naming the columns that no observation model fits."""
     import pandas as pd
 
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise CommandError(f"{str(path)!r} has no data: {frame.shape[0]} rows, {frame.shape[1]} columns.")
-    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])
-           or pd.api.types.is_bool_dtype(frame[c])]
+    types = pd.api.types
+    # Numbers, booleans, text and categories are modelled; dates, durations and complex
+    # numbers are not (yet): say which columns to convert.
+    bad = [c for c in frame.columns
+           if types.is_datetime64_any_dtype(frame[c]) or types.is_timedelta64_dtype(frame[c])
+           or types.is_complex_dtype(frame[c])]
     if bad:
-        examples = ", ".join(
-            f"{c!r} (e.g. {frame[c].dropna().iloc[0]!r})" if frame[c].notna().any() else repr(c)
-            for c in bad[:3]
-        )
         raise CommandError(
-            f"{str(path)!r}: only numeric columns are supported; not numeric: {examples}"
-            f"{' and more' if len(bad) > 3 else ''}. Encode or drop these columns first."
+            f"{str(path)!r}: columns {bad!r} hold dates, durations or complex numbers, which "
+            "skmissvae cannot model; convert them to numbers or drop them first."
         )
-    return frame.astype("float64")
+    return frame
+
+
+def _column_types(args, frame) -> dict | None:
+    declared = {**{c: "categorical" for c in args.categorical}, **{c: "binary" for c in args.binary}}
+    unknown = [c for c in declared if c not in frame.columns]
+    if unknown:
+        raise CommandError(f"--categorical/--binary name columns that the table does not have: "
+                           f"{unknown!r}; its columns are {list(frame.columns)!r}.")
+    both = sorted(set(args.categorical) & set(args.binary))
+    if both:
+        raise CommandError(f"columns {both!r} are declared both --categorical and --binary.")
+    return declared or None
 
 
 def write_table(frame, path: Path) -> None:
@@ -224,11 +243,12 @@ def _check_output(path: Path) -> None:
 
 
 # -- commands -----------------------------------------------------------------------------
-def _build_estimator(args):
+def _build_estimator(args, frame):
     from .impute import METHODS, DeMissVAEImputer, MixtureVAEImputer
 
     common = dict(latent_dim=args.latent_dim, max_iter=args.max_iter, random_state=args.random_state,
-                  device=args.device, verbose=0 if args.quiet else 1)
+                  device=args.device, verbose=0 if args.quiet else 1,
+                  column_types=_column_types(args, frame))
     if args.method == "DeMissVAE":
         if args.n_particles is not None:
             raise CommandError("--n-particles does not apply to DeMissVAE.")
@@ -262,13 +282,16 @@ def _impute(args) -> None:
 
     _check_output(args.output)
     frame = read_table(args.input)
-    estimator = _fit(_build_estimator(args), frame)
+    estimator = _fit(_build_estimator(args, frame), frame)
     if args.n_imputations == 1:
         out = estimator.transform(frame)
     else:
-        draws = estimator.sample_imputations(frame, args.n_imputations)  # [M, N, D]
-        m, n = draws.shape[:2]
-        out = pd.DataFrame(draws.reshape(m * n, -1), columns=frame.columns)
+        # A numeric table gives an array [M, N, D], a mixed one a list of M DataFrames.
+        draws = estimator.sample_imputations(frame, args.n_imputations)
+        copies = [pd.DataFrame(np.asarray(d), columns=frame.columns) if isinstance(d, np.ndarray)
+                  else d.reset_index(drop=True) for d in draws]
+        m, n = len(copies), len(frame)
+        out = pd.concat(copies, ignore_index=True)
         out.insert(0, "row", np.tile(np.arange(n), m))
         out.insert(0, "imputation", np.repeat(np.arange(1, m + 1), n))
     write_table(out, args.output)
@@ -287,7 +310,7 @@ def _score(args) -> None:
             f"{str(args.input)!r} and --train {str(args.train)!r} must have the same columns in the "
             f"same order; got {list(frame.columns)!r} and {list(train.columns)!r}."
         )
-    estimator = _fit(_build_estimator(args), train)
+    estimator = _fit(_build_estimator(args, train), train)
     scores = pd.DataFrame({"log_likelihood": estimator.score_samples(frame)})
     if args.output is None:
         scores.to_csv(sys.stdout, index=False)

@@ -100,13 +100,43 @@ def test_progress_goes_to_standard_error(csv_table, tmp_path, capsys):
 
 
 # -- errors that say what to fix ----------------------------------------------------------
-def test_non_numeric_column_is_named(tmp_path, capsys):
-    path = tmp_path / "mixed.csv"
-    pd.DataFrame({"x": [1.0, np.nan, 3.0], "city": ["Paris", None, "Oslo"]}).to_csv(path, index=False)
-    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), *FAST]) == 2
-    err = _error(capsys)
-    assert "'city'" in err and "'Paris'" in err and "numeric" in err
-    assert not (tmp_path / "o.csv").exists()
+def test_mixed_table_gets_valid_categories_back(tmp_path):
+    rng = np.random.RandomState(0)
+    n = 90
+    frame = pd.DataFrame({
+        "x": rng.standard_normal(n),
+        "city": rng.choice(["Oslo", "Paris", "Rome"], n).astype(object),
+        "code": rng.randint(3, size=n) * 10,  # integer codes, declared categorical
+    })
+    frame.loc[::4, "city"] = None
+    frame.loc[1::5, "x"] = np.nan
+    path, out = tmp_path / "mixed.csv", tmp_path / "imputed.csv"
+    frame.to_csv(path, index=False)
+    assert main(["impute", str(path), "-o", str(out), "--categorical", "code", *FAST]) == 0
+    imputed = pd.read_csv(out)
+    assert not imputed.isna().any().any()
+    assert set(imputed["city"]) <= {"Oslo", "Paris", "Rome"}
+    assert set(imputed["code"]) <= {0, 10, 20}
+    observed = frame["city"].notna()
+    assert (imputed["city"][observed] == frame["city"][observed]).all()
+
+
+def test_mixed_table_multiple_imputation(tmp_path):
+    frame = pd.DataFrame({"x": [0.1, np.nan, 0.3, 0.5] * 10, "flag": [True, False, None, True] * 10})
+    path, out = tmp_path / "mixed.csv", tmp_path / "draws.csv"
+    frame.to_csv(path, index=False)
+    assert main(["impute", str(path), "-o", str(out), "--n-imputations", "2", *FAST]) == 0
+    draws = pd.read_csv(out)
+    assert len(draws) == 80 and list(draws.columns) == ["imputation", "row", "x", "flag"]
+    assert set(draws["flag"]) <= {True, False}
+
+
+def test_dates_are_refused_with_the_column_named(tmp_path):
+    from skmissvae._cli import CommandError, _check_columns
+
+    frame = pd.DataFrame({"x": [1.0, 2.0], "when": pd.to_datetime(["2024-01-01", "2024-02-01"])})
+    with pytest.raises(CommandError, match=r"\['when'\].*convert them"):
+        _check_columns(frame, tmp_path / "t.parquet")
 
 
 @pytest.mark.parametrize(
@@ -123,9 +153,14 @@ def test_non_numeric_column_is_named(tmp_path, capsys):
          "multiple of n_components"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--method", "DeMissVAE",
                     "--n-particles", "4"], "does not apply to DeMissVAE"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "sex"],
+         "does not have: ['sex']"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "age",
+                    "--categorical", "age"], "both --categorical and --binary"),
     ],
     ids=["missing-input", "bad-output-type", "bad-input-type", "missing-folder", "empty-file",
-         "single-gaussian-components", "particles", "demissvae-particles"],
+         "single-gaussian-components", "particles", "demissvae-particles", "unknown-column",
+         "two-types"],
 )
 def test_input_errors_exit_2_with_a_message(csv_table, tmp_path, capsys, make_args, message):
     (tmp_path / "empty.csv").write_text("")
