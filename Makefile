@@ -21,10 +21,11 @@ demo: venv  ## fit an imputer on the embedded default data set
 
 test: venv  ## run the test suite, then build the documentation (its examples run too)
 	$(PY) -m pytest -q -p no:cacheprovider
-	$(MAKE) docs
+	@$(MAKE) --no-print-directory docs
 
+# Quiet on success, so that pytest's summary stays the last line of `make test`.
 docs: venv  ## build the HTML documentation into docs/_build/html; warnings are errors
-	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@$(PY) -m sphinx -q -W --keep-going -b html docs docs/_build/html
 
 bench: venv  ## full benchmarks (minutes to hours; not part of CI)
 	$(PY) benchmarks/mog.py
