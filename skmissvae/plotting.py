@@ -196,9 +196,9 @@ def _frequencies(ax, observed_values, imputed_values) -> None:
     imputed_share = imputed_values.astype(str).value_counts(normalize=True)
     levels = sorted(set(observed_share.index) | set(imputed_share.index))
     positions = np.arange(len(levels))
-    ax.bar(positions - 0.2, observed_share.reindex(levels, fill_value=0), width=0.4,
+    ax.bar(positions - 0.2, observed_share.reindex(levels, fill_value=0), width=0.4, alpha=0.5,
            label=f"observed ({len(observed_values)})")
-    ax.bar(positions + 0.2, imputed_share.reindex(levels, fill_value=0), width=0.4,
+    ax.bar(positions + 0.2, imputed_share.reindex(levels, fill_value=0), width=0.4, alpha=0.5,
            label=f"imputed ({len(imputed_values)})")
     ax.set_xticks(positions, levels)
     ax.set_ylabel("share")

@@ -98,6 +98,22 @@ def test_imputed_distributions_mark_complete_columns(make_imputer, X_missing):
     assert fig.axes[0].get_title() == "2 (no missing values)"
 
 
+def test_imputed_distributions_of_a_mixed_table_show_category_shares(make_imputer):
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.standard_normal(80),
+                          "city": pd.Categorical(rng.choice(["Oslo", "Rome"], 80))})
+    frame.loc[::3, "city"] = np.nan
+    frame.loc[1::4, "x"] = np.nan
+    imputer = make_imputer().fit(frame)
+    fig = plot_imputed_distributions(imputer, frame)
+    city = fig.axes[1]
+    assert [label.get_text() for label in city.get_xticklabels()] == ["Oslo", "Rome"]
+    observed_share = frame["city"].dropna().astype(str).value_counts(normalize=True).sort_index()
+    heights = [patch.get_height() for patch in city.patches]
+    np.testing.assert_allclose(heights[:2], observed_share.to_numpy())
+    np.testing.assert_allclose(sum(heights[2:]), 1.0)  # imputed shares
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"columns": ["nope"]}, "'nope'"), ({"columns": []}, "columns is empty"),
