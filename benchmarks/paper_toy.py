@@ -191,8 +191,10 @@ def main() -> None:
         args.seeds, args.budgets, args.epochs, args.train_rows, args.grid_size = [0], [5, 15], 3, 2_000, 200
     train, test, mixture, source = load_data(args.data, args.train_rows)
     rows = []
-    for seed in args.seeds:
-        for budget in args.budgets:
+    # Budgets outermost: a run stopped early still has every method and seed at the
+    # budgets it finished.
+    for budget in args.budgets:
+        for seed in args.seeds:
             for method in args.methods:
                 rows.append(run_one(method, budget, seed, train, test, args))
                 print({k: round(v, 4) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
