@@ -55,6 +55,7 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "abort_on_example_error": True,
     "reset_modules": ("matplotlib",),
+    "capture_repr": (),  # printed output only, no repr of the last expression
 }
 
 html_theme = "alabaster"

@@ -76,6 +76,7 @@ class TrainingProgress:
         self.label = label
         self.stream = stream
         self._last = None  # the latest epoch's info
+        self._first = None  # (epoch, elapsed) of the first epoch seen
         self._best = -math.inf
         self._printed_epoch = 0  # the epoch of the latest line written
         self._line_length = 0  # characters of the in-place line, to blank leftovers
@@ -95,6 +96,8 @@ class TrainingProgress:
         if self.verbose <= 0 or self._closed:
             return
         self._last = info
+        if self._first is None:
+            self._first = (int(info["epoch"]), float(info.get("elapsed", math.nan)))
         score = info.get("validation_score", math.nan)
         if score is not None and math.isfinite(score):
             self._best = max(self._best, score)
@@ -138,9 +141,17 @@ class TrainingProgress:
         if final:
             parts.append(f"  {format_duration(elapsed)}")
         else:
-            left = elapsed / epoch * (self.max_epochs - epoch) if epoch else math.nan
+            left = self._seconds_per_epoch(epoch, elapsed) * (self.max_epochs - epoch)
             parts.append(f"  {format_duration(elapsed)} elapsed, <= {format_duration(left)} left")
         return "".join(parts)
+
+    def _seconds_per_epoch(self, epoch: int, elapsed: float) -> float:
+        # The first epoch carries one-off costs (allocation, kernel warm-up) that can exceed
+        # many later epochs: extrapolate from the epochs after it once there are some.
+        first_epoch, first_elapsed = self._first
+        if epoch > first_epoch:
+            return (elapsed - first_elapsed) / (epoch - first_epoch)
+        return elapsed / epoch if epoch else math.nan
 
     def _plain_step(self) -> int:
         return max(1, math.ceil(self.max_epochs / 10))

@@ -97,11 +97,19 @@ def test_shorter_redraw_blanks_the_previous_line():
     assert len(redraw) >= len(first)  # trailing spaces hide leftovers of a longer line
 
 
-def test_time_left_extrapolates_the_mean_epoch_time():
+def test_time_left_extrapolates_the_epoch_time():
     out = io.StringIO()
     progress = TrainingProgress(100, verbose=2, stream=out)
-    progress.update(_info(10, elapsed=20.0))
-    assert "20.0s elapsed, <= 3m00s left" in out.getvalue()
+    progress.update(_info(1, elapsed=2.0))
+    assert "2.0s elapsed, <= 3m18s left" in out.getvalue()  # 99 epochs of 2 s
+
+
+def test_time_left_leaves_out_the_first_epochs_warm_up():
+    out = io.StringIO()
+    progress = TrainingProgress(100, verbose=2, stream=out)
+    progress.update(_info(1, elapsed=5.0))  # one-off start-up costs
+    progress.update(_info(11, elapsed=7.0))  # then 0.2 s per epoch
+    assert "7.0s elapsed, <= 17.8s left" in out.getvalue().splitlines()[-1]
 
 
 def test_best_score_is_the_maximum_seen():

@@ -24,7 +24,8 @@ X[rng.rand(*X.shape) < 0.3] = np.nan
 # %%
 # Progress
 # --------
-MixtureVAEImputer(latent_dim=2, hidden_width=32, max_iter=20, verbose=1, random_state=0).fit(X)
+imputer = MixtureVAEImputer(latent_dim=2, hidden_width=32, max_iter=20, verbose=1, random_state=0)
+imputer.fit(X)
 
 # %%
 # Logging every epoch
@@ -41,8 +42,9 @@ def log_epoch(imputer, info):
                 info["validation_score"], info["elapsed"])
 
 
-MixtureVAEImputer(latent_dim=2, hidden_width=32, max_iter=5, callbacks=[log_epoch],
-                  random_state=0).fit(X)
+imputer = MixtureVAEImputer(latent_dim=2, hidden_width=32, max_iter=5, early_stopping=False,
+                            callbacks=[log_epoch], random_state=0)
+imputer.fit(X)
 
 # %%
 # Stopping on your own rule
