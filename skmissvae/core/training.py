@@ -121,6 +121,10 @@ def _evaluate(objective_fn, x, observed, rows, batch_size, seed) -> float:
     return total / len(rows)
 
 
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
 def train(
     model: nn.Module,
     objective_fn: ObjectiveFn,
@@ -223,7 +227,8 @@ def train(
         else:
             score = -result.loss_curve[-1]
         result.validation_scores.append(score)
-        if math.isfinite(score) and score > best_score + config.tol:
+        # A finite score can come with weights already broken by the epoch's last steps.
+        if math.isfinite(score) and score > best_score + config.tol and _all_finite(model):
             best_score, since_best, result.best_epoch = score, 0, epoch
             best_state = copy.deepcopy(model.state_dict())
         else:

@@ -331,6 +331,28 @@ def test_a_run_of_non_finite_steps_stops_and_restores_the_last_good_weights():
     assert math.isclose(model.theta.item(), 0.4, rel_tol=1e-6)
 
 
+def test_weights_broken_by_an_epochs_last_step_are_never_the_best_state():
+    # The epoch's mean loss is finite, but its last optimiser step leaves NaN weights:
+    # those weights must not be restored as "best".
+    model = Scalar()
+    n_calls = [0]
+
+    def objective(x, observed, rows, generator):
+        n_calls[0] += 1
+        if n_calls[0] == 4:  # the last step of epoch 2 (two steps per epoch)
+            model.theta.register_hook(lambda grad: grad * math.nan)
+        return model.theta.expand(len(x))
+
+    config = TrainingConfig(
+        max_epochs=50, batch_size=5, learning_rate=0.1, lr_schedule="constant",
+        validation_fraction=0.0, tol=0.0, max_non_finite_steps=3, clip_grad_norm=None,
+    )
+    result = train(model, objective, *_rows(10), config, _generator())
+    assert math.isfinite(model.theta.item())
+    assert result.best_epoch == 0
+    assert math.isclose(model.theta.item(), 0.2, rel_tol=1e-6)
+
+
 # -- a tiny VAE --------------------------------------------------------------------------
 
 
