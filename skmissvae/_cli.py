@@ -28,6 +28,8 @@ examples:
   skmissvae impute data.csv -o imputed.csv
   skmissvae impute data.parquet -o imputed.parquet --method MIWAE --max-iter 100
   skmissvae impute data.csv -o draws.csv --n-imputations 20
+  skmissvae impute train.csv -o train_imputed.csv --save-model model.skm
+  skmissvae impute new.csv -o new_imputed.csv --model model.skm
 
 Missing cells are empty fields or NA/NaN in CSV files, nulls in Parquet files. Numeric
 columns are continuous, text columns categorical and true/false columns binary; --categorical
@@ -94,6 +96,12 @@ def _model_options() -> argparse.ArgumentParser:
                                "there is one)")
     training.add_argument("-q", "--quiet", action="store_true",
                           help="do not show training progress (shown on standard error)")
+    saved = parent.add_argument_group("saved models")
+    saved.add_argument("--save-model", type=Path, metavar="FILE",
+                       help="after training, save the fitted model to FILE (skmissvae.save)")
+    saved.add_argument("--model", type=Path, metavar="FILE",
+                       help="use a model saved with --save-model instead of training one; "
+                            "the model and training options are then ignored")
     return parent
 
 
@@ -276,13 +284,52 @@ def _fit(estimator, frame):
         return estimator.fit(frame)
 
 
+def _fitted_estimator(args, train):
+    """The model of ``--model``, or one trained on ``train`` with the command's options."""
+    from ._persistence import load
+
+    if args.model is None:
+        return _fit(_build_estimator(args, train), train)
+    if not args.model.is_file():
+        raise CommandError(f"--model {str(args.model)!r} does not exist or is not a file.")
+    try:
+        return load(args.model)
+    except Exception as error:  # noqa: BLE001 - torch.load fails on foreign files in many ways
+        raise CommandError(f"cannot load --model {str(args.model)!r} (is it a file written by "
+                           f"--save-model?): {type(error).__name__}: {error}") from None
+
+
+def _save_model(args, estimator) -> None:
+    from ._persistence import save
+
+    if args.save_model is None or args.model is not None:
+        return
+    try:
+        save(estimator, args.save_model)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"cannot save the model to {str(args.save_model)!r}: {error}") from None
+    print(f"saved the model to {args.save_model}", file=sys.stderr)
+
+
+def _check_model_options(args) -> None:
+    if args.save_model is not None and not args.save_model.parent.is_dir():
+        raise CommandError(f"--save-model {str(args.save_model)!r}: folder "
+                           f"{str(args.save_model.parent)!r} does not exist.")
+    if args.model is not None and args.save_model is not None:
+        raise CommandError("--model and --save-model together would save the loaded model "
+                           "again; use one of them.")
+    if args.model is not None and getattr(args, "train", None) is not None:
+        raise CommandError("--model and --train exclude each other: a loaded model is not trained.")
+
+
 def _impute(args) -> None:
     import numpy as np
     import pandas as pd
 
     _check_output(args.output)
+    _check_model_options(args)
     frame = read_table(args.input)
-    estimator = _fit(_build_estimator(args, frame), frame)
+    estimator = _fitted_estimator(args, frame)
     if args.n_imputations == 1:
         out = estimator.transform(frame)
     else:
@@ -296,6 +343,7 @@ def _impute(args) -> None:
         out.insert(0, "imputation", np.repeat(np.arange(1, m + 1), n))
     write_table(out, args.output)
     print(f"wrote {len(out)} rows to {args.output}", file=sys.stderr)
+    _save_model(args, estimator)
 
 
 def _score(args) -> None:
@@ -303,6 +351,7 @@ def _score(args) -> None:
 
     if args.output is not None:
         _check_output(args.output)
+    _check_model_options(args)
     frame = read_table(args.input)
     train = frame if args.train is None else read_table(args.train)
     if list(train.columns) != list(frame.columns):
@@ -310,7 +359,7 @@ def _score(args) -> None:
             f"{str(args.input)!r} and --train {str(args.train)!r} must have the same columns in the "
             f"same order; got {list(frame.columns)!r} and {list(train.columns)!r}."
         )
-    estimator = _fit(_build_estimator(args, train), train)
+    estimator = _fitted_estimator(args, train)
     scores = pd.DataFrame({"log_likelihood": estimator.score_samples(frame)})
     if args.output is None:
         scores.to_csv(sys.stdout, index=False)
@@ -318,6 +367,7 @@ def _score(args) -> None:
         write_table(scores, args.output)
     print(f"mean log-likelihood {scores['log_likelihood'].mean():.4f} nats per row "
           f"({len(scores)} rows)", file=sys.stderr)
+    _save_model(args, estimator)
 
 
 def _demo(args) -> None:

@@ -255,3 +255,40 @@ def test_every_command_has_help(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: skmissvae " + command in capsys.readouterr().out
+
+
+# -- saved models --------------------------------------------------------------------------
+def test_saved_model_imputes_and_scores_without_training(csv_table, tmp_path, capsys):
+    path, _ = csv_table
+    model = tmp_path / "model.skm"
+    first, again = tmp_path / "first.csv", tmp_path / "again.csv"
+    assert main(["impute", str(path), "-o", str(first), "--save-model", str(model), *FAST]) == 0
+    assert model.is_file()
+    capsys.readouterr()
+    # No progress: nothing is trained; the same seed gives the same imputations.
+    assert main(["impute", str(path), "-o", str(again), "--model", str(model)]) == 0
+    assert "epoch" not in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_csv(first), pd.read_csv(again))
+    assert main(["score", str(path), "--model", str(model)]) == 0
+    assert capsys.readouterr().out.startswith("log_likelihood\n")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--model", "{d}/missing.skm"], "does not exist"),
+     (["--model", "{d}/data.csv"], "cannot load --model"),
+     (["--save-model", "{d}/no/model.skm"], "does not exist"),
+     (["--model", "{d}/data.csv", "--save-model", "{d}/m.skm"], "use one of them")],
+    ids=["missing", "not-a-model", "missing-folder", "both"],
+)
+def test_saved_model_errors(csv_table, tmp_path, capsys, extra, message):
+    path, _ = csv_table
+    extra = [e.format(d=tmp_path) for e in extra]
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), *FAST, *extra]) == 2
+    assert message in _error(capsys)
+
+
+def test_model_and_train_exclude_each_other(csv_table, tmp_path, capsys):
+    path, _ = csv_table
+    assert main(["score", str(path), "--train", str(path), "--model", str(path)]) == 2
+    assert "exclude each other" in _error(capsys)
