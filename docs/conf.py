@@ -34,6 +34,7 @@ exclude_patterns = ["_build", "examples", "auto_examples/*.ipynb", "auto_example
                     "auto_examples/*.zip", "auto_examples/*.json", "auto_examples/*.md5"]
 
 # -- API reference ----------------------------------------------------------------------
+templates_path = ["_templates"]
 autosummary_generate = True
 autodoc_default_options = {"members": True}
 numpydoc_show_class_members = True
