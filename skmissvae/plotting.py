@@ -215,6 +215,10 @@ def plot_latent_posterior(estimator, X, rows=None, ax=None, grid_size=120, exten
     entries the posterior is often multimodal, which is why a mixture encoder helps
     (Simkus & Gutmann, 2024).
 
+    For :class:`MixtureVAEImputer` ``q`` is the encoder's Gaussian or mixture; for
+    :class:`DeMissVAEImputer` it is the equal-weight mixture of the encoder's Gaussians
+    over the row's imputations, as used by ``transform``.
+
     Parameters
     ----------
     estimator : fitted MixtureVAEImputer or DeMissVAEImputer
