@@ -9,6 +9,7 @@ imports only the standard library: it is loaded by every ``fit``.
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
 
@@ -104,7 +105,7 @@ class TrainingProgress:
         epoch = int(info["epoch"])
         if self.verbose == 1 and self._terminal():
             if time.perf_counter() - self._last_draw >= _MIN_REDRAW_SECONDS:
-                self._write_in_place(self._format(final=False))
+                self._write_in_place(self._terminal_line(final=False))
         elif epoch < self.max_epochs and (self.verbose >= 2 or epoch % self._plain_step() == 0):
             # The last planned epoch is left to ``close``, which prints it with the total time.
             self._write_plain(self._format(final=False))
@@ -116,34 +117,46 @@ class TrainingProgress:
         self._closed = True
         if self._last is None:
             return
-        line = self._format(final=True)
         if self._line_length:  # an in-place line is showing: overwrite it and end it
-            self._write_in_place(line)
+            self._write_in_place(self._terminal_line(final=True))
             self._emit("\n")
         elif self._printed_epoch != int(self._last["epoch"]):
-            self._write_plain(line)
+            self._write_plain(self._format(final=True))
 
     # -- formatting -------------------------------------------------------------------
-    def _format(self, final: bool) -> str:
+    def _format(self, final: bool, short: bool = False) -> str:
         info = self._last
         epoch, elapsed = int(info["epoch"]), float(info.get("elapsed", math.nan))
-        filled = min(_BAR_WIDTH, round(_BAR_WIDTH * epoch / self.max_epochs))
+        bar_width = _BAR_WIDTH // 2 if short else _BAR_WIDTH
+        filled = min(bar_width, round(bar_width * epoch / self.max_epochs))
         width = len(str(self.max_epochs))
         parts = [
-            f"{self.label} " if self.label else "",
+            f"{self.label} " if self.label and not short else "",
             f"epoch {epoch:>{width}d}/{self.max_epochs} ",
-            f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] ",
+            f"[{'#' * filled}{'.' * (bar_width - filled)}] ",
             f"loss {_number(info.get('loss'))}",
         ]
         score = info.get("validation_score")
-        if score is not None:
+        if score is not None and short:
+            parts.append(f"  val {_number(score)}")
+        elif score is not None:
             parts.append(f"  validation {_number(score)} (best {_number(self._best)})")
         if final:
             parts.append(f"  {format_duration(elapsed)}")
         else:
-            left = self._seconds_per_epoch(epoch, elapsed) * (self.max_epochs - epoch)
-            parts.append(f"  {format_duration(elapsed)} elapsed, <= {format_duration(left)} left")
+            left = format_duration(self._seconds_per_epoch(epoch, elapsed) * (self.max_epochs - epoch))
+            parts.append(f"  {format_duration(elapsed)}, <= {left} left" if short
+                         else f"  {format_duration(elapsed)} elapsed, <= {left} left")
         return "".join(parts)
+
+    def _terminal_line(self, final: bool) -> str:
+        # A line wider than the terminal wraps, and ``\r`` then returns only to the start of
+        # its last row: every redraw would leave a row behind. Shorten, then cut.
+        columns = max(20, shutil.get_terminal_size().columns - 1)
+        line = self._format(final)
+        if len(line) > columns:
+            line = self._format(final, short=True)
+        return line[:columns]
 
     def _seconds_per_epoch(self, epoch: int, elapsed: float) -> float:
         # The first epoch carries one-off costs (allocation, kernel warm-up) that can exceed

@@ -73,7 +73,8 @@ def test_fitted_estimator_keeps_no_progress_state(make_imputer, X_missing, capsy
     pickle.loads(pickle.dumps(imputer))
 
 
-def test_terminal_line_is_rewritten_in_place_and_ended():
+def test_terminal_line_is_rewritten_in_place_and_ended(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     out = _Terminal()
     progress = TrainingProgress(3, label="demo", stream=out)
     for epoch in (1, 2, 3):
@@ -87,7 +88,8 @@ def test_terminal_line_is_rewritten_in_place_and_ended():
     assert final.endswith("1.5s")
 
 
-def test_shorter_redraw_blanks_the_previous_line():
+def test_shorter_redraw_blanks_the_previous_line(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     out = _Terminal()
     progress = TrainingProgress(2, stream=out)
     progress.update(_info(1, loss=123456.0, score=-123456.0))
@@ -95,6 +97,21 @@ def test_shorter_redraw_blanks_the_previous_line():
     progress.close()
     redraw = out.getvalue()[len(first):].rstrip("\n")
     assert len(redraw) >= len(first)  # trailing spaces hide leftovers of a longer line
+
+
+@pytest.mark.parametrize("columns", [80, 60, 30])
+def test_terminal_line_fits_the_terminal(monkeypatch, columns):
+    """A wrapped line cannot be rewritten in place: the line is shortened to fit."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    out = _Terminal()
+    progress = TrainingProgress(200, label="MixtureVAEImputer", stream=out)
+    for epoch in range(1, 4):
+        progress.update(_info(epoch, loss=-1234.5678, score=-1234.5678))
+    progress.close()
+    redraws = out.getvalue().rstrip("\n").split("\r")[1:]
+    assert redraws and all(len(line) <= columns - 1 for line in redraws)
+    if columns >= 80:
+        assert "epoch   3/200" in redraws[-1] and "loss -1234.5678" in redraws[-1]
 
 
 def test_time_left_extrapolates_the_epoch_time():
