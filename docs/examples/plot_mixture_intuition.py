@@ -52,5 +52,6 @@ for panels, method in zip(axes, ["MIWAE", "MissSIWAE"]):
 # single Gaussian covers both with much of its mass in between. The mixture encoder
 # (bottom) follows the curved, lopsided posteriors of its own model with several
 # components. Each model has its own posterior, since the decoder is learnt with the
-# encoder; the benchmarks (see the documentation's Benchmarks page) compare them with
-# longer training.
+# encoder. After this short training the Gaussian encoder's model even scores higher
+# (printed above): a picture of one row is not a verdict on a method. The Benchmarks page
+# compares the methods with full training.
