@@ -109,9 +109,16 @@ class MissingDataVAE(nn.Module):
         z: Tensor,
         q: DiagNormal | NormalMixture,
         generator: torch.Generator | None = None,
+        stl: bool = True,
     ) -> Tensor:
-        """STL log-weights ``log p(x_o, z) - log sg(q)(z)``: ``[..., B, d] -> [..., B]``."""
-        return self.log_joint(x_filled, observed, z, generator) - q.detach().log_prob(z)
+        """Log-weights ``log p(x_o, z) - log q(z)``: ``[..., B, d] -> [..., B]``.
+
+        With ``stl`` (sticking the landing, Roeder et al., 2017) ``q``'s parameters are cut
+        from the graph in ``log q``, so the encoder gets path derivatives only; otherwise
+        the gradient is the total reparameterisation gradient.
+        """
+        density = q.detach() if stl else q
+        return self.log_joint(x_filled, observed, z, generator) - density.log_prob(z)
 
 
 def finite_mixture_objective(
@@ -123,6 +130,7 @@ def finite_mixture_objective(
     sampling: str = "stratified",
     n_particles: int = 5,
     dreg: bool = False,
+    stl: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Per-row training objective of MVAE/MIWAE/MissVAE/MissSVAE/MissIWAE/MissSIWAE.
@@ -136,7 +144,10 @@ def finite_mixture_objective(
         Latent draws per row; stratified sampling draws ``n_particles // K`` per component.
     dreg : bool
         Doubly-reparameterised encoder gradients (Tucker et al., 2018) for ``"iwelbo"``
-        with a single-component or ancestral encoder.
+        with a single-component or ancestral encoder (builds on STL weights).
+    stl : bool
+        Sticking-the-landing encoder gradients (default); False gives the total
+        reparameterisation gradient, score term of ``log q`` included.
 
     Returns
     -------
@@ -146,8 +157,8 @@ def finite_mixture_objective(
         raise ValueError(f"Unknown objective {objective!r} or sampling {sampling!r}.")
     q = model.encode(x_filled, observed, generator)
     stratified = isinstance(q, NormalMixture) and sampling == "stratified"
-    if dreg and (objective != "iwelbo" or stratified):
-        raise ValueError("DReG applies to the IWELBO with a Gaussian or ancestral encoder.")
+    if dreg and (objective != "iwelbo" or stratified or not stl):
+        raise ValueError("DReG applies to the IWELBO with a Gaussian or ancestral encoder and STL.")
     if stratified:
         per_component = n_particles // q.n_components
         if per_component < 1 or n_particles % q.n_components:
@@ -156,7 +167,7 @@ def finite_mixture_objective(
                 f"multiple of the number of components ({q.n_components})."
             )
         z = q.rsample_stratified((per_component,), generator)  # [I, K, B, d]
-        log_w = model.log_weights(x_filled, observed, z, q, generator)  # [I, K, B]
+        log_w = model.log_weights(x_filled, observed, z, q, generator, stl)  # [I, K, B]
         bound = objectives.stratified_iwelbo if objective == "iwelbo" else objectives.stratified_elbo
         return bound(log_w, q.log_weights)
 
@@ -164,7 +175,7 @@ def finite_mixture_objective(
         z = q.rsample_ancestral((n_particles,), generator)  # [S, B, d]
     else:
         z = q.rsample((n_particles,), generator)  # [S, B, d]
-    log_w = model.log_weights(x_filled, observed, z, q, generator)  # [S, B]
+    log_w = model.log_weights(x_filled, observed, z, q, generator, stl)  # [S, B]
     if objective == "elbo":
         return objectives.elbo(log_w)
     if dreg and z.requires_grad:

@@ -41,9 +41,11 @@ class MixtureVAEImputer(BaseVAEImputer):
     n_particles : int, default=5
         Latent draws per row per training step. With stratified sampling it must be a
         multiple of ``n_components`` (``n_particles // n_components`` draws per component).
-    gradient_estimator : {"stl", "dreg"}, default="stl"
-        Sticking-the-landing encoder gradients, or doubly-reparameterised ones (only with
-        ``objective="iwelbo"`` and a single-component or ancestral encoder).
+    gradient_estimator : {"stl", "dreg", "total"}, default="stl"
+        Encoder gradients: sticking the landing (the paper's choice), doubly
+        reparameterised (only with ``objective="iwelbo"`` and a single-component or
+        ancestral encoder), or the total reparameterisation gradient, which keeps the
+        zero-mean score term of ``log q``.
     latent_dim : int, default=16
         Dimension of the latent space.
     hidden_width : int, default=128
@@ -190,7 +192,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         "objective": [StrOptions({"elbo", "iwelbo"})],
         "sampling": [StrOptions({"ancestral", "stratified"})],
         "n_particles": [Interval(numbers.Integral, 1, None, closed="left")],
-        "gradient_estimator": [StrOptions({"stl", "dreg"})],
+        "gradient_estimator": [StrOptions({"stl", "dreg", "total"})],
     }
 
     def __init__(
@@ -285,6 +287,7 @@ class MixtureVAEImputer(BaseVAEImputer):
                 sampling=self.sampling,
                 n_particles=self.n_particles,
                 dreg=self.gradient_estimator == "dreg",
+                stl=self.gradient_estimator != "total",
                 generator=gen,
             )
 

@@ -133,9 +133,9 @@ def _record_latents(model):
     seen = []
     original = model.log_weights
 
-    def log_weights(x_filled, observed, z, q, generator=None):
+    def log_weights(x_filled, observed, z, q, generator=None, stl=True):
         seen.append(z)
-        return original(x_filled, observed, z, q, generator)
+        return original(x_filled, observed, z, q, generator, stl)
 
     model.log_weights = log_weights
     return seen
@@ -545,3 +545,39 @@ def test_ancestral_and_stratified_elbo_gradients_agree_in_expectation():
     z = q.rsample_ancestral((30_000,), torch.Generator().manual_seed(3))
     (model.log_weights(x * observed, observed, z, q).mean()).backward(inputs=[q.logits])
     assert q.logits.grad.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("n_components,sampling", [(1, "ancestral"), (3, "ancestral"), (3, "stratified")])
+def test_total_gradient_differs_from_stl_by_a_zero_mean_score_term(n_components, sampling):
+    gen = torch.Generator().manual_seed(0)
+    model = MissingDataVAE(4, 2, n_components=n_components, width=16, n_blocks=1,
+                           generator=gen).double()
+    x = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+    observed = torch.rand(8, 4, generator=gen) > 0.4
+
+    def gradients(stl, n_particles, seed=1):
+        model.zero_grad()
+        value = finite_mixture_objective(
+            model, x * observed, observed, objective="elbo", sampling=sampling,
+            n_particles=n_particles, stl=stl, generator=torch.Generator().manual_seed(seed))
+        value.mean().backward()
+        encoder = torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
+        decoder = torch.cat([p.grad.flatten() for p in model.decoder.parameters()])
+        return value.detach(), encoder, decoder
+
+    value_stl, encoder_stl, decoder_stl = gradients(True, 3)
+    value_total, encoder_total, decoder_total = gradients(False, 3)
+    assert torch.equal(value_stl, value_total)
+    torch.testing.assert_close(decoder_stl, decoder_total)
+    assert not torch.allclose(encoder_stl, encoder_total)
+    # The score term has mean zero: with many particles the two estimators agree.
+    _, encoder_stl, _ = gradients(True, 30_000)
+    _, encoder_total, _ = gradients(False, 30_000, seed=2)
+    assert ((encoder_stl - encoder_total).norm() / encoder_stl.norm()).item() < 0.05
+
+
+def test_dreg_needs_stl():
+    model = MissingDataVAE(3, 2, n_components=1, width=8, n_blocks=1)
+    x, observed = torch.zeros(4, 3), torch.ones(4, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="STL"):
+        finite_mixture_objective(model, x, observed, objective="iwelbo", dreg=True, stl=False)

@@ -415,6 +415,8 @@ def test_invalid_parameters_raise_at_fit(make_imputer, X_missing, params, match)
         dict(n_components=1, objective="iwelbo", sampling="stratified", n_particles=3),
         dict(n_components=1, objective="iwelbo", gradient_estimator="dreg"),
         dict(n_components=2, objective="iwelbo", sampling="ancestral", gradient_estimator="dreg"),
+        dict(n_components=2, objective="elbo", sampling="ancestral", gradient_estimator="total"),
+        dict(n_components=2, sampling="stratified", n_particles=2, gradient_estimator="total"),
         dict(dropout=0.3, n_hidden_blocks=0, lr_schedule="constant", clip_grad_norm=None),
     ],
 )
