@@ -10,7 +10,6 @@ attributes, the library version and a format version.
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 
 import numpy as np
@@ -180,7 +179,9 @@ def load(path):
 
     try:
         state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as error:
+    except OSError:
+        raise
+    except Exception as error:  # torch reports a foreign file in many ways (KeyError, IndexError...)
         raise ValueError(
             f"{os.fspath(path)!r} is not a skmissvae save file, or it contains objects "
             f"that cannot be loaded safely (refused: {error})."

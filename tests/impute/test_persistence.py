@@ -177,9 +177,12 @@ def test_load_refuses_other_format_versions_and_other_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, path)
     with pytest.raises(ValueError, match="not a skmissvae save file"):
         skmissvae.load(path)
-    path.write_bytes(b"not a file at all")
-    with pytest.raises(ValueError, match="not a skmissvae save file"):
-        skmissvae.load(path)
+    for foreign in (b"not a file at all", b"a,b\n1,2\n", b""):  # text, a CSV table, empty
+        path.write_bytes(foreign)
+        with pytest.raises(ValueError, match="not a skmissvae save file"):
+            skmissvae.load(path)
+    with pytest.raises(FileNotFoundError):
+        skmissvae.load(tmp_path / "missing.pt")
 
 
 # --------------------------------------------------------------------------------------
