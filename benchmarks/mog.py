@@ -8,9 +8,10 @@ Usage::
 
 Data: ``../shared/data/mog2_large.npz`` (the paper's mixture-of-Gaussians toy set, 20,000
 training rows x 5 columns, with its true parameters) when it exists, else a table generated
-by ``skmissvae.datasets.make_mixture_of_gaussians``. 50 % of the training entries are hidden
-completely at random. Each variant is fitted with the estimator's defaults and only
-``latent_dim=2`` set, and evaluated on:
+by ``skmissvae.datasets.make_mixture_of_gaussians``. By default 50 % of the training
+entries are hidden completely at random (``--missing-rate``; 0 gives the complete-data
+reference). Each variant is fitted with the estimator's defaults and only ``latent_dim=2``
+set (``--set`` adds settings), and evaluated on:
 
 * the mean log-likelihood of the complete test rows: ``score`` (IWELBO, 1,000 importance
   samples, trained encoder) and grid integration over the 2-D latent (500 x 500 on
@@ -81,13 +82,15 @@ class TimeToTarget:
         return False
 
 
-def run(method, seed, train, test, mixture, quick):
-    X_train, _ = make_mcar(train, 0.5, drop_empty_rows=True, random_state=seed)
+def run(method, seed, train, test, mixture, quick, missing_rate=0.5, overrides=None):
+    X_train = train if missing_rate == 0 else make_mcar(
+        train, missing_rate, drop_empty_rows=True, random_state=seed)[0]
     X_test_missing, observed = make_mcar(test, 0.5, random_state=1000 + seed)
     true_ll = float(mixture.log_likelihood(test).mean())
     tracker = TimeToTarget(test, true_ll - TARGET_GAP)
     settings = {"max_iter": 10} if quick else {}
     estimator, params = VARIANTS[method]
+    settings.update(overrides or {})
     imputer = estimator(**params, latent_dim=2, random_state=seed, callbacks=[tracker], **settings)
     start = time.perf_counter()
     imputer.fit(X_train)
@@ -140,6 +143,17 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, note: str) -> Non
     print(summary.round(4).to_string())
 
 
+def _parse_setting(item: str):
+    """``"name=value"`` -> ``(name, value)`` with the value read as a Python literal if it is one."""
+    import ast
+
+    name, _, value = item.partition("=")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Paper toy benchmark (mixture of Gaussians).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -152,6 +166,10 @@ def main() -> None:
                         help="only re-render: combine results/STEM.csv files (e.g. runs made in "
                              "parallel) into results/OUTPUT.md")
     parser.add_argument("--note", default="", help="extra sentence for the report (e.g. how runs shared the machine)")
+    parser.add_argument("--missing-rate", type=float, default=0.5,
+                        help="MCAR rate of the training rows (0: the complete-data reference)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
+                        help="estimator settings on top of the defaults, e.g. gradient_estimator=total")
     args = parser.parse_args()
     if args.merge:
         frame = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.merge])
@@ -162,17 +180,21 @@ def main() -> None:
         return
 
     train, test, mixture, source = load_data(args.data, args.quick)
+    overrides = dict(_parse_setting(item) for item in args.set)
     rows = []
     for seed in args.seeds:
         for method in args.methods:
-            row = run(method, seed, train, test, mixture, args.quick)
+            row = run(method, seed, train, test, mixture, args.quick, args.missing_rate, overrides)
             rows.append(row)
             print({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
     command = "python benchmarks/mog.py " + " ".join(
         [f"--seeds {' '.join(map(str, args.seeds))}", f"--methods {' '.join(args.methods)}",
          f"--output {args.output}"] + (["--quick"] if args.quick else [])
+        + ([f"--missing-rate {args.missing_rate}"] if args.missing_rate != 0.5 else [])
+        + ([f"--set {' '.join(args.set)}"] if args.set else [])
     )
-    note = f"Data: {source}; {len(train)} training rows, 50 % MCAR; {len(test)} complete test rows."
+    note = (f"Data: {source}; {len(train)} training rows, {args.missing_rate:.0%} MCAR; "
+            f"{len(test)} complete test rows." + (f" Settings: {overrides}." if overrides else ""))
     write_report(pd.DataFrame(rows), args.output + ("_quick" if args.quick else ""), command, note)
 
 
