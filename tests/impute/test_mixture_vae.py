@@ -757,3 +757,21 @@ def test_methods_table_matches_docs():
         if params["n_components"] > 1:
             assert params["sampling"] == ("stratified" if name.startswith("MissS") else "ancestral")
         MixtureVAEImputer(**params)  # valid keyword arguments
+
+
+@pytest.mark.parametrize(
+    "method, resolved",
+    [("MVAE", "stl"), ("MIWAE", "stl"), ("MissVAE", "total"), ("MissSVAE", "stl"),
+     ("MissIWAE", "stl"), ("MissSIWAE", "stl")],
+)
+def test_auto_gradient_estimator_is_total_only_for_ancestral_elbo(make_imputer, X_missing,
+                                                                  method, resolved):
+    params = dict(METHODS[method], n_particles=METHODS[method].get("n_components", 1) * 2
+                  if METHODS[method].get("sampling") == "stratified" else 2)
+    curves = {
+        name: make_imputer(**params, gradient_estimator=name, max_iter=3).fit(X_missing).loss_curve_
+        for name in ("auto", "stl", "total")
+    }
+    other = "stl" if resolved == "total" else "total"
+    assert curves["auto"] == curves[resolved]
+    assert curves["auto"] != curves[other]
