@@ -176,6 +176,11 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
     model = estimator.model_
     if model.latent_dim not in (1, 2):
         raise ValueError(f"Grid integration needs latent_dim 1 or 2, got {model.latent_dim}.")
+    if getattr(estimator, "column_encoder_", None) is not None:
+        raise ValueError(
+            "grid_log_likelihood supports tables of continuous columns only; this model has "
+            "binary or categorical columns (use score_samples)."
+        )
     values, observed = estimator._prepare(X)
     device = estimator._inference_device()
     model.eval()

@@ -379,3 +379,13 @@ def test_refit_validates_arguments(trained_2d, make_imputer, X_missing):
         refit_test_log_likelihood(imputer, X[:, :3], n_refit_epochs=0)
     with pytest.raises(NotFittedError):
         refit_test_log_likelihood(make_imputer(), X_missing)
+
+
+def test_grid_log_likelihood_rejects_mixed_type_models(make_imputer):
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60),
+                          "c": pd.Categorical(rng.choice(["a", "b"], size=60))})
+    frame.loc[::3, "x"] = np.nan
+    imputer = make_imputer(latent_dim=2).fit(frame)
+    with pytest.raises(ValueError, match="continuous columns only"):
+        grid_log_likelihood(imputer, frame)
