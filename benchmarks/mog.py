@@ -143,6 +143,15 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, note: str) -> Non
     print(summary.round(4).to_string())
 
 
+def _read_labelled(item: str) -> pd.DataFrame:
+    """``"stem"`` or ``"stem:label"`` -> that run's rows, methods suffixed with the label."""
+    stem, _, label = item.partition(":")
+    frame = pd.read_csv(RESULTS / f"{stem}.csv")
+    if label:
+        frame["method"] = frame["method"] + f" ({label})"
+    return frame
+
+
 def _parse_setting(item: str):
     """``"name=value"`` -> ``(name, value)`` with the value read as a Python literal if it is one."""
     import ast
@@ -162,9 +171,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default="mog", help="results file stem")
-    parser.add_argument("--merge", nargs="+", metavar="STEM",
+    parser.add_argument("--merge", nargs="+", metavar="STEM[:LABEL]",
                         help="only re-render: combine results/STEM.csv files (e.g. runs made in "
-                             "parallel) into results/OUTPUT.md")
+                             "parallel) into results/OUTPUT.md; STEM:LABEL shows that file's "
+                             "methods as 'method (LABEL)'")
     parser.add_argument("--note", default="", help="extra sentence for the report (e.g. how runs shared the machine)")
     parser.add_argument("--missing-rate", type=float, default=0.5,
                         help="MCAR rate of the training rows (0: the complete-data reference)")
@@ -172,7 +182,7 @@ def main() -> None:
                         help="estimator settings on top of the defaults, e.g. gradient_estimator=total")
     args = parser.parse_args()
     if args.merge:
-        frame = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.merge])
+        frame = pd.concat([_read_labelled(item) for item in args.merge])
         command = f"python benchmarks/mog.py --merge {' '.join(args.merge)} --output {args.output}"
         note = f"Merged from runs {', '.join(args.merge)}. {args.note}"
         command += f' --note "{args.note}"' if args.note else ""
