@@ -296,6 +296,8 @@ class MixtureVAEImputer(BaseVAEImputer):
             generator=cpu_generator_from(generator),
         ).to(x.device)
 
+        estimator = self._gradient_estimator()  # resolved once, not per step
+
         def objective(x_batch, observed_batch, rows, gen):
             return finite_mixture_objective(
                 self.model_,
@@ -304,8 +306,8 @@ class MixtureVAEImputer(BaseVAEImputer):
                 objective=self.objective,
                 sampling=self.sampling,
                 n_particles=self.n_particles,
-                dreg=self._gradient_estimator() == "dreg",
-                stl=self._gradient_estimator() != "total",
+                dreg=estimator == "dreg",
+                stl=estimator != "total",
                 generator=gen,
             )
 

@@ -517,63 +517,63 @@ def test_training_objectives_are_lower_bounds(linear_gaussian, n_components, sam
     assert (bounds["iwelbo"].mean(0) < exact).all()
 
 
-def test_ancestral_and_stratified_elbo_gradients_agree_in_expectation():
-    # Both estimators are unbiased for the gradient of the same mixture ELBO (STL drops a
-    # zero-mean term from each), so their large-sample averages must agree: a check of the
-    # implicit-reparameterisation path, the mixture weights included, on a real encoder.
-    gen = torch.Generator().manual_seed(0)
-    model = MissingDataVAE(4, 2, n_components=3, width=16, n_blocks=1, generator=gen).double()
-    x = torch.randn(8, 4, generator=gen, dtype=torch.float64)
-    observed = torch.rand(8, 4, generator=gen) > 0.4
-
-    def encoder_gradient(sampling, seed):
-        model.zero_grad()
-        value = finite_mixture_objective(
-            model, x * observed, observed, objective="elbo", sampling=sampling,
-            n_particles=30_000, generator=torch.Generator().manual_seed(seed))
-        value.mean().backward()
-        return torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
-
-    ancestral = encoder_gradient("ancestral", 1)
-    stratified = encoder_gradient("stratified", 2)
-    # Monte-Carlo noise between two seeds of the same estimator is about 0.01 here.
-    assert ((ancestral - stratified).norm() / stratified.norm()).item() < 0.05
-    # The mixture weights' share of the gradient is not negligible, so dropping the
-    # implicit gradient of the logits would fail the check above.
-    model.zero_grad()
-    q = model.encode(x * observed, observed)
-    z = q.rsample_ancestral((30_000,), torch.Generator().manual_seed(3))
-    (model.log_weights(x * observed, observed, z, q).mean()).backward(inputs=[q.logits])
-    assert q.logits.grad.abs().max() > 1e-3
-
-
-@pytest.mark.parametrize("n_components,sampling", [(1, "ancestral"), (3, "ancestral"), (3, "stratified")])
-def test_total_gradient_differs_from_stl_by_a_zero_mean_score_term(n_components, sampling):
+def _double_mixture_problem(n_components):
+    """A small float64 VAE and a zero-filled batch ``[8, 4]`` with its mask."""
     gen = torch.Generator().manual_seed(0)
     model = MissingDataVAE(4, 2, n_components=n_components, width=16, n_blocks=1,
                            generator=gen).double()
     x = torch.randn(8, 4, generator=gen, dtype=torch.float64)
     observed = torch.rand(8, 4, generator=gen) > 0.4
+    return model, x * observed, observed
 
-    def gradients(stl, n_particles, seed=1):
-        model.zero_grad()
-        value = finite_mixture_objective(
-            model, x * observed, observed, objective="elbo", sampling=sampling,
-            n_particles=n_particles, stl=stl, generator=torch.Generator().manual_seed(seed))
-        value.mean().backward()
-        encoder = torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
-        decoder = torch.cat([p.grad.flatten() for p in model.decoder.parameters()])
-        return value.detach(), encoder, decoder
 
-    value_stl, encoder_stl, decoder_stl = gradients(True, 3)
-    value_total, encoder_total, decoder_total = gradients(False, 3)
+def _elbo_gradients(model, x, observed, sampling, n_particles, seed, stl=True):
+    """Mean ELBO's value, encoder gradient and decoder gradient (flattened)."""
+    model.zero_grad()
+    value = finite_mixture_objective(
+        model, x, observed, objective="elbo", sampling=sampling, n_particles=n_particles,
+        stl=stl, generator=torch.Generator().manual_seed(seed))
+    value.mean().backward()
+    encoder = torch.cat([p.grad.flatten() for p in model.encoder.parameters()])
+    decoder = torch.cat([p.grad.flatten() for p in model.decoder.parameters()])
+    return value.detach(), encoder, decoder
+
+
+def _relative_difference(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_ancestral_and_stratified_elbo_gradients_agree_in_expectation():
+    # Both estimators are unbiased for the gradient of the same mixture ELBO (STL drops a
+    # zero-mean term from each), so their large-sample averages must agree: a check of the
+    # implicit-reparameterisation path, the mixture weights included, on a real encoder.
+    model, x, observed = _double_mixture_problem(3)
+    _, ancestral, _ = _elbo_gradients(model, x, observed, "ancestral", 30_000, seed=1)
+    _, stratified, _ = _elbo_gradients(model, x, observed, "stratified", 30_000, seed=2)
+    # Monte-Carlo noise between two seeds of the same estimator is about 0.01 here.
+    assert _relative_difference(ancestral, stratified) < 0.05
+    # The mixture weights' share of the gradient is not negligible, so dropping the
+    # implicit gradient of the logits would fail the check above.
+    model.zero_grad()
+    q = model.encode(x, observed)
+    z = q.rsample_ancestral((30_000,), torch.Generator().manual_seed(3))
+    (model.log_weights(x, observed, z, q).mean()).backward(inputs=[q.logits])
+    assert q.logits.grad.abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("n_components,sampling", [(1, "ancestral"), (3, "ancestral"), (3, "stratified")])
+def test_total_gradient_differs_from_stl_by_a_zero_mean_score_term(n_components, sampling):
+    model, x, observed = _double_mixture_problem(n_components)
+    value_stl, encoder_stl, decoder_stl = _elbo_gradients(model, x, observed, sampling, 3, seed=1)
+    value_total, encoder_total, decoder_total = _elbo_gradients(
+        model, x, observed, sampling, 3, seed=1, stl=False)
     assert torch.equal(value_stl, value_total)
     torch.testing.assert_close(decoder_stl, decoder_total)
     assert not torch.allclose(encoder_stl, encoder_total)
     # The score term has mean zero: with many particles the two estimators agree.
-    _, encoder_stl, _ = gradients(True, 30_000)
-    _, encoder_total, _ = gradients(False, 30_000, seed=2)
-    assert ((encoder_stl - encoder_total).norm() / encoder_stl.norm()).item() < 0.05
+    _, encoder_stl, _ = _elbo_gradients(model, x, observed, sampling, 30_000, seed=1)
+    _, encoder_total, _ = _elbo_gradients(model, x, observed, sampling, 30_000, seed=2, stl=False)
+    assert _relative_difference(encoder_total, encoder_stl) < 0.05
 
 
 def test_dreg_needs_stl():
