@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import platform
 import sys
 
@@ -24,3 +25,15 @@ def header(title: str, command: str) -> str:
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, Python {sys.version.split()[0]}\n\n"
     )
+
+
+def parse_settings(items: list[str]) -> dict:
+    """``["name=value", ...]`` -> ``{name: value}``, values read as Python literals when they are."""
+    settings = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            settings[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            settings[name] = value
+    return settings

@@ -38,7 +38,7 @@ from skmissvae import METHODS
 from skmissvae.datasets import MixtureOfGaussians, make_mcar, make_mixture_of_gaussians
 from skmissvae.evaluation import grid_log_likelihood, imputation_rmse
 
-from _report import header, markdown_table
+from _report import header, markdown_table, parse_settings
 from _variants import VARIANTS
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -152,17 +152,6 @@ def _read_labelled(item: str) -> pd.DataFrame:
     return frame
 
 
-def _parse_setting(item: str):
-    """``"name=value"`` -> ``(name, value)`` with the value read as a Python literal if it is one."""
-    import ast
-
-    name, _, value = item.partition("=")
-    try:
-        return name, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return name, value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Paper toy benchmark (mixture of Gaussians).")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -190,7 +179,7 @@ def main() -> None:
         return
 
     train, test, mixture, source = load_data(args.data, args.quick)
-    overrides = dict(_parse_setting(item) for item in args.set)
+    overrides = parse_settings(args.set)
     rows = []
     for seed in args.seeds:
         for method in args.methods:
