@@ -389,3 +389,24 @@ def test_grid_log_likelihood_rejects_mixed_type_models(make_imputer):
     imputer = make_imputer(latent_dim=2).fit(frame)
     with pytest.raises(ValueError, match="continuous columns only"):
         grid_log_likelihood(imputer, frame)
+
+
+def test_refit_on_a_mixed_type_model_matches_score_and_is_in_data_units(make_imputer):
+    # Only the continuous columns carry a standardisation Jacobian: scaling them by c shifts
+    # each row's log-likelihood by -(number of continuous entries observed) * log c.
+    rng = np.random.RandomState(0)
+    z = rng.normal(size=90)
+    frame = pd.DataFrame({"x": z + 0.3 * rng.normal(size=90), "y": rng.normal(size=90) - z,
+                          "c": pd.Categorical(np.where(z > 0, "hi", "lo"))})
+    frame.loc[::4, "x"] = np.nan
+    kwargs = dict(n_importance_samples=200, random_state=0)
+    imputer = make_imputer(latent_dim=2).fit(frame)
+    plain = refit_test_log_likelihood(imputer, frame, n_refit_epochs=0, **kwargs)
+    assert np.isfinite(plain).all()
+    assert abs(plain.mean() - imputer.score(frame)) < 0.05  # same estimator, other draws
+    refit = refit_test_log_likelihood(imputer, frame, n_refit_epochs=2, **kwargs)
+    c = 8.0
+    scaled = frame.assign(x=c * frame["x"], y=c * frame["y"])
+    refit_scaled = refit_test_log_likelihood(make_imputer(latent_dim=2).fit(scaled), scaled, n_refit_epochs=2, **kwargs)
+    n_continuous = frame[["x", "y"]].notna().sum(axis=1).to_numpy()
+    np.testing.assert_allclose(refit_scaled, refit - n_continuous * np.log(c), rtol=1e-4, atol=1e-4)
