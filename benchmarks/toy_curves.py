@@ -72,7 +72,7 @@ def run(label: str, settings: dict, train, test, seed: int) -> pd.DataFrame:
     return frame
 
 
-def write_report(frame: pd.DataFrame, stem: str, command: str) -> None:
+def write_report(frame: pd.DataFrame, stem: str, command: str, note: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,6 +105,8 @@ def write_report(frame: pd.DataFrame, stem: str, command: str) -> None:
             "0.10. Each run is a single thread; runs shared the 2-core machine two or three at a "
             "time, so times carry about 20 % noise.\n\n"
         )
+        if note:
+            f.write(note + "\n\n")
         f.write(markdown_table(summary, "{:.3f}"))
         f.write(f"\n![curves]({stem}.png)\n")
 
@@ -117,6 +119,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--output", default="toy_curves", help="results file stem")
     parser.add_argument("--report", action="store_true", help="only re-render the report")
+    parser.add_argument("--note", default="", help="extra paragraph for the report (how the runs were made)")
     args = parser.parse_args()
     command = "python benchmarks/toy_curves.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     csv = RESULTS / f"{args.output}.csv"
@@ -131,7 +134,7 @@ def main() -> None:
             RESULTS.mkdir(exist_ok=True)
             frame.to_csv(csv, mode="a", header=not csv.exists(), index=False)
     if csv.exists():
-        write_report(pd.read_csv(csv), args.output, command)
+        write_report(pd.read_csv(csv), args.output, command, args.note)
 
 
 if __name__ == "__main__":
