@@ -1,13 +1,18 @@
-"""Small helpers shared by the benchmark scripts: Markdown tables and result headers."""
+"""Small helpers shared by the benchmark scripts: paths, Markdown tables and result headers."""
 
 from __future__ import annotations
 
 import ast
 import platform
 import sys
+from pathlib import Path
 
 import pandas as pd
 import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: The paper's toy data with its true mixture parameters, beside the checkout when present.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mog2_large.npz"
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:

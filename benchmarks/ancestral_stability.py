@@ -16,7 +16,6 @@ smallest encoder component scale on a probe batch. Writes
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,10 +24,9 @@ import torch
 from skmissvae import MixtureVAEImputer
 from skmissvae.datasets import make_mcar
 
-from _report import header, markdown_table
+from _report import RESULTS, header, markdown_table
 from mog import SHARED_DATA, load_data
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class GradientNormRecorder:

@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from skmissvae.core.networks import ResidualMLP
 
-from _report import header, markdown_table
+from _report import RESULTS, header, markdown_table
 from throughput import make_table, rows_per_second
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {
     # name: (batch, width, blocks, latent, components=particles)
     "paper toy config": (64, 200, 3, 2, 5),

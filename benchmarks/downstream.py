@@ -49,9 +49,8 @@ from skmissvae import MixtureVAEImputer
 from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import crps
 
-from _report import header, markdown_table
+from _report import RESULTS, header, markdown_table
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MISSING_RATE = 0.3
 LEVEL = 0.9
 

@@ -44,13 +44,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
-from skmissvae import MixtureVAEImputer
 from skmissvae.datasets import make_mar, make_mcar, make_mnar
 
-from _report import header, markdown_table, parse_settings
+from _report import RESULTS, header, markdown_table, parse_settings
 from _variants import VARIANTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 PROTOCOLS = {
     # name: (scaling, mechanism, rate, metric)
     "miwae": ("zscore", "mcar", 0.5, "mse"),

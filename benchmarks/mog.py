@@ -38,11 +38,9 @@ from skmissvae import METHODS
 from skmissvae.datasets import MixtureOfGaussians, make_mcar, make_mixture_of_gaussians
 from skmissvae.evaluation import grid_log_likelihood, imputation_rmse
 
-from _report import header, markdown_table, parse_settings
+from _report import RESULTS, SHARED_DATA, header, markdown_table, parse_settings
 from _variants import VARIANTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mog2_large.npz"
 TARGET_GAP = 0.10  # nats below the true model's log-likelihood
 RMSE_TOLERANCE = 0.05  # relative to the oracle
 

@@ -34,11 +34,9 @@ import pandas as pd
 from skmissvae.datasets import MixtureOfGaussians, make_mcar, make_mixture_of_gaussians
 from skmissvae.evaluation import grid_log_likelihood
 
-from _report import header, markdown_table
+from _report import RESULTS, SHARED_DATA, header, markdown_table
 from _variants import VARIANTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mog2_large.npz"
 METHODS = ["MVAE", "MIWAE", "MissVAE", "MissSVAE", "MissIWAE", "MissSIWAE", "DeMissVAE"]
 # DeMissVAE with the paper's toy sampler settings (LAIR, T=1, R=0, no final resampling).
 DEMISS_VARIANT = "DeMissVAE-LAIR-toy"

@@ -15,17 +15,15 @@ machines are noisy) before their median is taken.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from skmissvae.datasets import make_mcar
 
-from _report import header, markdown_table
+from _report import RESULTS, header, markdown_table
 from _variants import VARIANTS
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 # (name, rows, columns, extra settings): the product defaults, and the paper's toy
 # configuration (batch 64, 3 x 200 residual MLPs, latent 2) to compare with the authors'

@@ -33,10 +33,8 @@ from scipy.stats import multivariate_normal
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 
-from _report import header, markdown_table
+from _report import RESULTS, SHARED_DATA, header, markdown_table
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mog2_large.npz"
 
 
 def mixture_log_likelihood(weights, means, covariances, X) -> float:

@@ -34,10 +34,8 @@ from skmissvae import MixtureVAEImputer
 from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import grid_log_likelihood
 
-from _report import header, markdown_table
+from _report import RESULTS, SHARED_DATA, header, markdown_table
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mog2_large.npz"
 TRUE_LOGLIK = -2.0946  # the paper's value for this data set
 
 

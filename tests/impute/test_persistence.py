@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import pathlib
 import pickle
@@ -23,17 +22,7 @@ from skmissvae import DeMissVAEImputer, MixtureVAEImputer
 from skmissvae._persistence import FORMAT_VERSION
 
 
-def _root_conftest():
-    # Imported by path: tests/core has a conftest.py too, so "import conftest" is ambiguous.
-    path = pathlib.Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_skmissvae_tests_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_conftest = _root_conftest()
-FAST_PARAMS, correlated_table = _conftest.FAST_PARAMS, _conftest.correlated_table
+from _helpers import FAST_PARAMS, correlated_table
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -202,7 +191,7 @@ _CHILD = textwrap.dedent(
     torch.set_num_threads(1)
     sys.path[:0] = [{root!r}, {tests!r}]
     import skmissvae
-    from conftest import correlated_table
+    from _helpers import correlated_table
     imputer = getattr(skmissvae, {name!r})(**{params!r}).fit(correlated_table(50)[1])
     skmissvae.save(imputer, {out!r} + ".pt")
     joblib.dump(imputer, {out!r} + ".joblib")

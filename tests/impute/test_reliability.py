@@ -8,8 +8,6 @@ entries come back unchanged, and no output contains NaN.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
 import threading
 import warnings
@@ -29,17 +27,7 @@ from skmissvae import DeMissVAEImputer, MixtureVAEImputer
 from skmissvae.core.training import NonFiniteLossError
 
 
-def _root_conftest():
-    # Imported by path: tests/core has a conftest.py too, so "import conftest" is ambiguous.
-    path = pathlib.Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_skmissvae_tests_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_conftest = _root_conftest()
-FAST_PARAMS, correlated_table = _conftest.FAST_PARAMS, _conftest.correlated_table
+from _helpers import FAST_PARAMS, correlated_table
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
