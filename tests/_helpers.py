@@ -6,6 +6,8 @@ makes ``import conftest`` ambiguous.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 #: Settings that make a fit take a fraction of a second on one CPU core.
@@ -44,3 +46,15 @@ def correlated_table(n_samples=120, missing_rate=0.25, seed=0):
     X_missing = X.copy()
     X_missing[missing] = np.nan
     return X, X_missing
+
+
+def script_validation(monkeypatch, scores):
+    """Make the training loop see ``scores`` (then the last one forever) as validation scores.
+
+    Early-stopping decisions then follow a known script, whatever the model learns; the
+    standard error reported with each score is 0.
+    """
+    from skmissvae.core import training
+
+    stream = itertools.chain(scores, itertools.repeat(scores[-1]))
+    monkeypatch.setattr(training, "_evaluate", lambda *args: (float(next(stream)), 0.0))

@@ -3,7 +3,7 @@
 The loop is generic: it maximises the batch mean of any per-row objective
 ``objective_fn(x_filled, observed, rows, generator) -> [B]`` over in-memory tensors, with
 Adam (amsgrad), an optional cosine schedule, global gradient-norm clipping, mini-batches by
-index permutation, and early stopping on a validation split that restores the best weights.
+index permutation, and early stopping on a validation split that detects overfitting.
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ class TrainingConfig:
     validation_fraction : float
         Share of rows held out for early stopping (0 disables early stopping).
     n_iter_no_change : int
-        Epochs without an improvement of more than ``tol`` before stopping.
+        Epochs in a row with the validation score clearly below its best (by more than
+        ``tol`` and than two standard errors) before training stops.
     tol : float
-        Minimum improvement of the validation objective (nats per row).
+        Minimum change of the validation objective that counts (nats per row).
     max_non_finite_steps : int
         Consecutive non-finite losses tolerated (each is skipped) before training stops.
     verbose : int
@@ -93,7 +94,8 @@ class TrainingResult:
 
     loss_curve: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
-    best_epoch: int = 0
+    validation_standard_errors: list[float] = field(default_factory=list)
+    best_epoch: int = 0  # the epoch whose weights were kept
     n_epochs: int = 0
     stopped_early: bool = False
     n_non_finite_steps: int = 0
@@ -109,16 +111,20 @@ def split_rows(n_rows: int, validation_fraction: float, generator: torch.Generat
     return perm[n_val:], perm[:n_val]
 
 
-def _evaluate(objective_fn, x, observed, rows, batch_size, seed) -> float:
+def _evaluate(objective_fn, x, observed, rows, batch_size, seed) -> tuple[float, float]:
+    """Mean per-row objective over ``rows`` and its standard error."""
     # A fixed seed gives every epoch the same Monte-Carlo noise (common random numbers),
     # so validation scores differ only through the parameters.
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    total = 0.0
     with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            idx = rows[start : start + batch_size]
-            total += objective_fn(x[idx], observed[idx], idx, generator).sum().item()
-    return total / len(rows)
+        values = torch.cat([
+            objective_fn(x[idx], observed[idx], idx, generator).double()
+            for idx in rows.split(batch_size)
+        ])
+    mean = values.mean().item()
+    if len(values) < 2 or not math.isfinite(mean):
+        return mean, 0.0
+    return mean, values.std().item() / math.sqrt(len(values))
 
 
 def _all_finite(model: nn.Module) -> bool:
@@ -143,7 +149,7 @@ def train(
     Parameters
     ----------
     model : nn.Module
-        Trained in place; holds the best validation weights on return.
+        Trained in place; holds the kept weights on return (see below).
     objective_fn : callable
         Per-row objective (higher is better), see ``ObjectiveFn``.
     x_filled, observed : Tensor ``[N, D]``
@@ -159,13 +165,18 @@ def train(
     epoch_start_fn : callable, optional
         Called with the epoch index (from 0) before each epoch.
     epoch_end_fn : callable, optional
-        Called after each epoch with ``{"epoch", "loss", "validation_score", "elapsed"}``
-        (epochs from 1); returning True stops training (the best weights are restored).
+        Called after each epoch with ``{"epoch", "loss", "validation_score",
+        "validation_standard_error", "elapsed"}``
+        (epochs from 1); returning True stops training (weights kept as at the end).
     validation_fn : callable, optional
         Per-row score of validation rows for early stopping (default: ``objective_fn``).
 
-    Without validation rows (``validation_fraction=0`` or too few rows) the final weights
-    are kept; otherwise those of the epoch with the best validation score.
+    Early stopping looks for overfitting: a validation score that stays below its best by
+    more than ``tol`` and more than two standard errors for ``n_iter_no_change`` epochs. Then
+    the weights of the best epoch are restored. Training that runs to ``max_epochs`` keeps
+    its final weights unless their validation score is clearly below the best in the same
+    sense (or non-finite), in which case the best are restored too. Without validation
+    rows (``validation_fraction=0`` or too few rows) the final weights are kept.
     """
     start_time = time.perf_counter()
     params = list(model.parameters()) if parameters is None else parameters
@@ -183,7 +194,8 @@ def train(
         )
     val_seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
     result = TrainingResult()
-    best_score, best_state, since_best, non_finite_run = -math.inf, None, 0, 0
+    best_score, best_state, n_worse, non_finite_run = -math.inf, None, 0, 0
+    final_is_good = False
 
     for epoch in range(config.max_epochs):
         if epoch_start_fn is not None:
@@ -221,18 +233,24 @@ def train(
 
         model.eval()
         if len(val_rows):
-            score = _evaluate(
+            score, standard_error = _evaluate(
                 validation_fn or objective_fn, x_filled, observed, val_rows, 4 * batch_size, val_seed
             )
         else:
-            score = -result.loss_curve[-1]
+            score, standard_error = -result.loss_curve[-1], 0.0
         result.validation_scores.append(score)
+        result.validation_standard_errors.append(standard_error)
         # A finite score can come with weights already broken by the epoch's last steps.
-        if math.isfinite(score) and score > best_score + config.tol and _all_finite(model):
-            best_score, since_best, result.best_epoch = score, 0, epoch
+        usable = math.isfinite(score) and _all_finite(model)
+        if usable and score > best_score + config.tol:
+            best_score, result.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
-        else:
-            since_best += 1
+        # Only a fall beyond two standard errors (the luck of which rows were held out) is
+        # evidence of overfitting. Stopping on smaller falls forgoes the annealed end of the
+        # schedule, which on the 20,000-row toy data cost up to 0.4 nats per row of test
+        # log-likelihood (docs/benchmarks.md, "Early stopping").
+        final_is_good = usable and score >= best_score - max(config.tol, 2 * standard_error)
+        n_worse = 0 if final_is_good else n_worse + 1
         if config.verbose:
             elapsed = time.perf_counter() - start_time
             print(
@@ -244,10 +262,11 @@ def train(
             break
         if epoch_end_fn is not None:
             info = {"epoch": epoch + 1, "loss": result.loss_curve[-1], "validation_score": score,
+                    "validation_standard_error": standard_error,
                     "elapsed": time.perf_counter() - start_time}
             if epoch_end_fn(info):
                 break
-        if len(val_rows) and since_best >= config.n_iter_no_change:
+        if len(val_rows) and n_worse >= config.n_iter_no_change:
             result.stopped_early = True
             break
 
@@ -257,10 +276,11 @@ def train(
             "scale of the data."
         )
     # Also restore when the last steps were non-finite: the final weights may be NaN.
-    if len(val_rows) or non_finite_run > 0:
-        model.load_state_dict(best_state)
-    else:
+    keep_final = final_is_good and not result.stopped_early and non_finite_run == 0
+    if keep_final or (not len(val_rows) and non_finite_run == 0):
         result.best_epoch = result.n_epochs - 1
+    else:
+        model.load_state_dict(best_state)
     model.eval()
     result.fit_time = time.perf_counter() - start_time
     return result

@@ -92,13 +92,16 @@ class DeMissVAEImputer(BaseVAEImputer):
         encoder and decoder (the paper used 0.5-1 for DeMissVAE on UCI data).
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the rows and stop when the validation objective
-        has not improved by ``tol`` for ``n_iter_no_change`` epochs; the best weights are
-        restored. Validation rows keep imputations in the store too, refreshed once per
+        has stayed below its best by more than ``tol`` and two standard errors for
+        ``n_iter_no_change`` epochs (overfitting); the best weights are then restored. A fit
+        that runs to ``max_iter`` keeps its final weights unless their validation score is
+        below the best in that sense. Validation rows keep imputations in the store too, refreshed once per
         epoch, and are scored with the decoder objective.
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=50
     tol : float, default=1e-3
-        Minimum improvement, in nats per row, that counts for early stopping.
+        Minimum change of the validation objective, in nats per row, that counts for
+        early stopping.
     n_impute_samples : int, default=100
         Importance samples per row for :meth:`transform` and :meth:`sample_imputations`.
     n_score_samples : int, default=1000
@@ -115,8 +118,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         and logs; 2 prints a line after every epoch.
     callbacks : list of callable, default=None
         Each is called after every epoch as ``callback(imputer, info)`` with
-        ``info = {"epoch", "loss", "validation_score", "elapsed"}``, while ``imputer.model_``
-        holds the current weights; a callback returning True stops training.
+        ``info = {"epoch", "loss", "validation_score", "validation_standard_error",
+        "elapsed"}``, while ``imputer.model_`` holds the current weights; a callback
+        returning True stops training.
     keep_empty_features : bool, default=False
         What to do with columns that have no observed value during ``fit``: by default
         they are dropped from the outputs of :meth:`transform` and

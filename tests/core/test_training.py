@@ -135,6 +135,62 @@ def test_early_stopping_restores_the_best_weights():
     assert not model.training
 
 
+def _noisy_rows_objective(model, spread):
+    """Training pushes theta up; each validation row scores -(theta - 1)^2 + its own offset.
+
+    The offsets (alternately +spread and -spread) give the validation mean a standard error
+    of about ``spread / sqrt(n_rows)`` without changing the mean.
+    """
+
+    def objective(x, observed, rows, generator):
+        if model.training:
+            return model.theta.expand(len(x))
+        offsets = spread * (1.0 - 2.0 * (rows % 2).to(DTYPE))
+        return -((model.theta - 1.0) ** 2) + offsets
+
+    return objective
+
+
+def _validation_config(**settings):
+    return TrainingConfig(
+        batch_size=64, learning_rate=0.1, lr_schedule="constant", clip_grad_norm=None,
+        validation_fraction=0.25, n_iter_no_change=3, tol=0.0, **settings,
+    )
+
+
+def test_validation_standard_error_is_that_of_the_row_mean():
+    model = Scalar()
+    config = _validation_config(max_epochs=2)
+    result = train(model, _noisy_rows_objective(model, 2.0), *_rows(40), config, _generator())
+    _, val_rows = split_rows(40, 0.25, _generator())  # the split train drew first
+    offsets = 2.0 * (1.0 - 2.0 * (val_rows % 2).to(DTYPE))
+    expected = offsets.std().item() / math.sqrt(len(val_rows))
+    assert len(result.validation_standard_errors) == 2
+    for se in result.validation_standard_errors:
+        assert math.isclose(se, expected, rel_tol=1e-9)
+
+
+def test_a_fall_within_two_standard_errors_keeps_training_and_the_final_weights():
+    """theta overshoots 1 (the validation optimum) by 0.5 at the end: the validation mean
+    falls by 0.25, less than two standard errors, so this is not taken as overfitting."""
+    model = Scalar()
+    config = _validation_config(max_epochs=15)
+    result = train(model, _noisy_rows_objective(model, 5.0), *_rows(40), config, _generator())
+    assert not result.stopped_early and result.n_epochs == 15
+    assert result.best_epoch == 14
+    assert math.isclose(model.theta.item(), 1.5, rel_tol=1e-6)  # the final weights
+    assert max(result.validation_scores) > result.validation_scores[-1] + 0.2
+
+
+def test_a_fall_beyond_two_standard_errors_stops_and_restores_the_best():
+    model = Scalar()
+    config = _validation_config(max_epochs=100)
+    result = train(model, _noisy_rows_objective(model, 0.5), *_rows(40), config, _generator())
+    assert result.stopped_early and result.n_epochs < 100
+    assert result.best_epoch == 9  # theta = 0.1 * epochs
+    assert math.isclose(model.theta.item(), 1.0, abs_tol=1e-6)
+
+
 def test_without_validation_training_runs_all_epochs():
     model = Scalar()
     config = TrainingConfig(
@@ -254,7 +310,7 @@ def test_epoch_callbacks():
     )
     assert started == [0, 1, 2, 3]
     assert [info["epoch"] for info in ended] == [1, 2, 3, 4]
-    assert {"epoch", "loss", "validation_score", "elapsed"} <= set(ended[0])
+    assert {"epoch", "loss", "validation_score", "validation_standard_error", "elapsed"} <= set(ended[0])
     assert result.n_epochs == 4
     assert ended[-1]["loss"] == result.loss_curve[-1]
 

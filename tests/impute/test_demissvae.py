@@ -14,6 +14,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
+from _helpers import script_validation
 from skmissvae import DeMissVAEImputer
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -211,10 +212,17 @@ def test_encoder_uses_mask_parameter(X_missing):
     assert np.isfinite(imputer.transform(X_missing)).all()
 
 
-def test_early_stopping_records_validation_scores(X_missing):
-    imputer = make(early_stopping=True, validation_fraction=0.2, n_iter_no_change=2, max_iter=40, tol=1e9)
+def test_early_stopping_stops_on_a_sustained_fall(X_missing, monkeypatch):
+    script_validation(monkeypatch, [-5.0, -4.0, -4.5, -4.6])
+    imputer = make(early_stopping=True, validation_fraction=0.2, n_iter_no_change=2, max_iter=40, tol=0.1)
     imputer.fit(X_missing)
-    assert imputer.n_iter_ == 3 and imputer.best_iteration_ == 1
+    assert imputer.n_iter_ == 4 and imputer.best_iteration_ == 2
+    assert imputer.validation_scores_ == [-5.0, -4.0, -4.5, -4.6]
+
+
+def test_validation_scores_are_recorded_and_finite(X_missing):
+    imputer = make(early_stopping=True, validation_fraction=0.2, max_iter=4).fit(X_missing)
+    assert len(imputer.validation_scores_) == imputer.n_iter_ == 4
     assert np.isfinite(imputer.validation_scores_).all()
 
 

@@ -22,6 +22,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from _helpers import script_validation
 from skmissvae import METHODS, MixtureVAEImputer
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -285,31 +286,53 @@ def test_fitted_attributes_only_after_fit(make_imputer, method, X_missing):
 
 
 def test_early_stopping_records_validation_scores(make_imputer, X_missing):
-    imputer = make_imputer(
-        early_stopping=True, validation_fraction=0.2, n_iter_no_change=2, max_iter=40, tol=1e9
-    ).fit(X_missing)
-    # tol=1e9: no epoch after the first counts as an improvement -> stop after 1 + 2 epochs.
-    assert imputer.n_iter_ == 3
-    assert imputer.best_iteration_ == 1
-    assert len(imputer.loss_curve_) == len(imputer.validation_scores_) == 3
+    imputer = make_imputer(early_stopping=True, validation_fraction=0.2, max_iter=6).fit(X_missing)
+    assert imputer.n_iter_ == len(imputer.loss_curve_) == len(imputer.validation_scores_) == 6
     assert np.isfinite(imputer.validation_scores_).all()
+    # The weights kept are the final ones or those of the best validation score.
+    best = int(np.argmax(imputer.validation_scores_)) + 1
+    assert imputer.best_iteration_ in (imputer.n_iter_, best)
 
 
-def test_convergence_warning_when_max_iter_cuts_off_improvement(make_imputer, X_missing):
-    # Still improving in the last epoch (best epoch == last == max_iter): warn. Without
-    # early stopping max_iter is the user's chosen budget and the last weights are kept.
+def test_early_stopping_stops_on_a_sustained_fall_and_restores_the_best(
+    make_imputer, X_missing, monkeypatch
+):
+    script_validation(monkeypatch, [-5.0, -4.0, -4.5, -4.6])
+    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=40, tol=0.1)
+    imputer.fit(X_missing)
+    assert imputer.n_iter_ == 4 and imputer.best_iteration_ == 2
+    assert imputer.validation_scores_ == [-5.0, -4.0, -4.5, -4.6]
+
+
+def test_early_stopping_keeps_the_final_weights_after_a_small_fall(
+    make_imputer, X_missing, monkeypatch
+):
+    # Falls of at most tol never count toward stopping, and the final weights are kept.
+    script_validation(monkeypatch, [-5.0, -4.0, -4.05, -4.5, -4.05])
+    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=5, tol=0.1)
+    imputer.fit(X_missing)
+    assert imputer.n_iter_ == imputer.best_iteration_ == 5
+
+
+def test_convergence_warning_when_max_iter_cuts_off_improvement(
+    make_imputer, X_missing, monkeypatch
+):
+    # Still improving in the last epoch: warn. Without early stopping max_iter is the
+    # user's chosen budget and the last weights are kept.
     with pytest.warns(ConvergenceWarning, match="max_iter"):
-        make_imputer(early_stopping=True, max_iter=2, n_iter_no_change=50, tol=0.0).fit(X_missing)
+        with monkeypatch.context() as patch:
+            script_validation(patch, [-3.0, -2.0, -1.0])
+            make_imputer(early_stopping=True, max_iter=3).fit(X_missing)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         imputer = make_imputer(early_stopping=False, max_iter=2).fit(X_missing)
     assert imputer.best_iteration_ == imputer.n_iter_ == 2
-    # The best epoch came before the last one: the run did converge, no warning.
+    # The score peaked before the last epoch: the run did converge, no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        imputer = make_imputer(early_stopping=True, max_iter=3, n_iter_no_change=50, tol=1e9)
-        imputer.fit(X_missing)
-    assert imputer.best_iteration_ == 1 and imputer.n_iter_ == 3
+        script_validation(monkeypatch, [-3.0, -1.0, -1.0005])
+        imputer = make_imputer(early_stopping=True, max_iter=3).fit(X_missing)
+    assert imputer.n_iter_ == 3
 
 
 def test_callbacks_called_each_epoch_and_can_stop(make_imputer, X_missing):
