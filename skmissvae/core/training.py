@@ -195,7 +195,7 @@ def train(
     val_seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
     result = TrainingResult()
     best_score, best_state, n_worse, non_finite_run = -math.inf, None, 0, 0
-    final_is_good = False
+    latest_is_good = False
 
     for epoch in range(config.max_epochs):
         if epoch_start_fn is not None:
@@ -249,8 +249,8 @@ def train(
         # evidence of overfitting. Stopping on smaller falls forgoes the annealed end of the
         # schedule, which on the 20,000-row toy data cost up to 0.4 nats per row of test
         # log-likelihood (docs/benchmarks.md, "Early stopping").
-        final_is_good = usable and score >= best_score - max(config.tol, 2 * standard_error)
-        n_worse = 0 if final_is_good else n_worse + 1
+        latest_is_good = usable and score >= best_score - max(config.tol, 2 * standard_error)
+        n_worse = 0 if latest_is_good else n_worse + 1
         if config.verbose:
             elapsed = time.perf_counter() - start_time
             print(
@@ -276,8 +276,8 @@ def train(
             "scale of the data."
         )
     # Also restore when the last steps were non-finite: the final weights may be NaN.
-    keep_final = final_is_good and not result.stopped_early and non_finite_run == 0
-    if keep_final or (not len(val_rows) and non_finite_run == 0):
+    # (A stop on a sustained fall always leaves latest_is_good False.)
+    if non_finite_run == 0 and (latest_is_good or not len(val_rows)):
         result.best_epoch = result.n_epochs - 1
     else:
         model.load_state_dict(best_state)

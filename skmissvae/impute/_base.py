@@ -165,9 +165,9 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.best_iteration_ = result.best_epoch + 1
         self.n_iter_ = result.n_epochs
         self.fit_time_ = result.fit_time
-        scores = np.asarray(result.validation_scores)
-        still_improving = len(scores) and np.isfinite(scores[-1]) and scores[-1] >= np.nanmax(scores)
-        if self.early_stopping and self.n_iter_ == self.max_iter and still_improving:
+        scores = result.validation_scores
+        if (self.early_stopping and self.n_iter_ == self.max_iter
+                and np.isfinite(scores[-1]) and scores[-1] >= np.nanmax(scores)):
             warnings.warn(
                 f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
                 "validation objective was still improving; consider increasing max_iter.",

@@ -14,25 +14,17 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-from _helpers import script_validation
+from _helpers import FAST_PARAMS, script_validation
 from skmissvae import DeMissVAEImputer
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 FAST = dict(
-    latent_dim=2,
-    hidden_width=8,
-    n_hidden_blocks=1,
-    batch_size=32,
-    max_iter=3,
-    early_stopping=False,
-    n_impute_samples=16,
-    n_score_samples=32,
+    FAST_PARAMS,
     n_imputations=3,
     lair_iterations=2,
     n_transform_sweeps=2,
     pool_size=50,
-    device="cpu",
     random_state=0,
 )
 
