@@ -3,24 +3,13 @@
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from _helpers import FAST_PARAMS
 from skmissvae import DeMissVAEImputer
 
-# Instances are needed at collection time, hence no conftest fixture.
+# The shared fast settings, smaller still: the checks fit many times per sampler.
 FAST = dict(
-    latent_dim=2,
-    hidden_width=8,
-    n_hidden_blocks=1,
-    batch_size=16,
-    max_iter=2,
-    early_stopping=False,
-    n_impute_samples=10,
-    n_score_samples=20,
-    n_imputations=2,
-    lair_iterations=2,
-    n_transform_sweeps=1,
-    pool_size=20,
-    device="cpu",
-    random_state=0,
+    FAST_PARAMS, batch_size=16, max_iter=2, n_impute_samples=10, n_score_samples=20,
+    n_imputations=2, lair_iterations=2, n_transform_sweeps=1, pool_size=20, random_state=0,
 )
 
 ESTIMATORS = [
