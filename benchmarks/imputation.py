@@ -243,7 +243,7 @@ def main() -> None:
         args.seeds, args.datasets, args.steps = [0], ["iris", "wine"], 100
     tables, notes = load_tables(args.datasets, args.max_rows)
     settings = (
-        f"Seeds {args.seeds}. VAE variants: estimator defaults (latent 16, width 256, batch 128, "
+        f"Seeds {args.seeds}. VAE variants: estimator defaults (latent 16, width 128, batch 128, "
         f"early stopping on 10 % of rows) with max_iter set for about {args.steps} optimiser steps. "
         "MissForest-style: IterativeImputer(ExtraTreesRegressor(50 trees, max_features='sqrt'), "
         "max_iter=10); MICE: IterativeImputer(BayesianRidge, max_iter=10); KNN: 5 neighbours. "
