@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from . import __version__
+from .core.likelihoods import SCALE_FLOOR
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
-#: (major, minor) of the save-file layout; files with another major or minor are refused.
-FORMAT_VERSION = (1, 0)
+#: (major, minor) of the save-file layout; files with another major or a newer minor are refused.
+# 1.1 added the min_scale parameter; 1.0 files are read with the floor they were trained with.
+FORMAT_VERSION = (1, 1)
 
 _MAGIC = "skmissvae-estimator"
 
@@ -189,16 +191,19 @@ def load(path):
     if not isinstance(state, dict) or state.get("magic") != _MAGIC:
         raise ValueError(f"{os.fspath(path)!r} is not a skmissvae save file.")
     version = tuple(state["format_version"])
-    if version[:2] != FORMAT_VERSION:
+    if version[0] != FORMAT_VERSION[0] or version[1] > FORMAT_VERSION[1]:
         raise ValueError(
             f"{os.fspath(path)!r} has save-format version {'.'.join(map(str, version))} "
             f"(written by skmissvae {state.get('library_version')}); this skmissvae "
-            f"({__version__}) reads format {'.'.join(map(str, FORMAT_VERSION))} only."
+            f"({__version__}) reads formats {FORMAT_VERSION[0]}.0 to "
+            f"{'.'.join(map(str, FORMAT_VERSION))} only."
         )
     classes = _estimator_classes()
     if state["estimator"] not in classes:
         raise ValueError(f"Unknown estimator {state['estimator']!r} in the save file.")
     params = {key: _decode(entry) for key, entry in state["params"].items()}
+    if tuple(version[:2]) < (1, 1):
+        params["min_scale"] = SCALE_FLOOR  # the decoder's fixed floor before min_scale existed
     estimator = classes[state["estimator"]](**params)
     for key, entry in state["attributes"].items():
         setattr(estimator, key, _decode(entry))
@@ -207,6 +212,7 @@ def load(path):
         width=params["hidden_width"],
         n_blocks=params["n_hidden_blocks"],
         dropout=params["dropout"],
+        likelihood=estimator._likelihood(),
     )
     model.load_state_dict(state["model_state"])
     estimator.model_ = model.eval()

@@ -16,18 +16,32 @@ from .families import normal_log_density
 
 __all__ = ["GaussianLikelihood", "BernoulliLikelihood", "CategoricalLikelihood", "MixedLikelihood"]
 
+#: Smallest scale of a Gaussian: keeps densities finite (encoder and default decoder).
 SCALE_FLOOR = 1e-5
 
 
 class GaussianLikelihood:
-    """Factorised Gaussian with ``loc = h[:D]`` and ``scale = softplus(h[D:]) + 1e-5``."""
+    """Factorised Gaussian with ``loc = h[:D]`` and ``scale = softplus(h[D:]) + min_scale``.
+
+    Parameters
+    ----------
+    min_scale : float, default=SCALE_FLOOR
+        Smallest standard deviation, in the data's units. A floor well above
+        ``SCALE_FLOOR`` keeps the decoder from becoming more certain than the data support
+        (a regulariser for small or repetitive tables).
+    """
 
     n_params = 2
+
+    def __init__(self, min_scale: float = SCALE_FLOOR) -> None:
+        if not min_scale > 0:
+            raise ValueError(f"min_scale must be positive, got {min_scale!r}.")
+        self.min_scale = float(min_scale)
 
     def params(self, h: Tensor) -> tuple[Tensor, Tensor]:
         """``(loc, scale)``, each ``[..., B, D]``, from the decoder output ``h``."""
         loc, raw_scale = h.chunk(2, dim=-1)
-        return loc, F.softplus(raw_scale) + SCALE_FLOOR
+        return loc, F.softplus(raw_scale) + self.min_scale
 
     def log_prob_elementwise(self, x_filled: Tensor, h: Tensor) -> Tensor:
         """``log p(x_d | z)`` per feature, shape ``[..., B, D]``."""
@@ -142,9 +156,11 @@ class MixedLikelihood:
     blocks : sequence of (kind, width)
         Kinds and column counts in column order; ``sum(width)`` is the number of encoded
         features ``D``.
+    min_scale : float, default=SCALE_FLOOR
+        Smallest standard deviation of the Gaussian blocks (see ``GaussianLikelihood``).
     """
 
-    def __init__(self, blocks) -> None:
+    def __init__(self, blocks, min_scale: float = SCALE_FLOOR) -> None:
         blocks = [(str(kind), int(width)) for kind, width in blocks]
         if not blocks:
             raise ValueError("MixedLikelihood needs at least one block.")
@@ -156,7 +172,7 @@ class MixedLikelihood:
                 raise ValueError(f"Unknown block kind {kind!r}; expected one of {sorted(_KINDS)}.")
             if width < 1:
                 raise ValueError(f"Block widths must be positive, got {width} for {kind!r}.")
-            part = _KINDS[kind]()
+            part = GaussianLikelihood(min_scale) if kind == "gaussian" else _KINDS[kind]()
             size = part.output_size(width)
             self._parts.append(part)
             self._columns.append((column, column + width))

@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._progress import TrainingProgress
-from ..core.likelihoods import MixedLikelihood
+from ..core.likelihoods import GaussianLikelihood, MixedLikelihood
 from ..core.samplers import (
     importance_conditional_mean,
     importance_log_likelihood,
@@ -77,6 +77,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "hidden_width": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_hidden_blocks": [Interval(numbers.Integral, 0, None, closed="left")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "min_scale": [Interval(numbers.Real, 0, None, closed="neither")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -507,10 +508,12 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.column_types_ = {column.label: column.kind for column in encoder.columns_}
         self.mean_, self.scale_ = encoder.restrict_statistics(self.mean_, self.scale_)
 
-    def _likelihood(self) -> MixedLikelihood | None:
-        """The decoder's observation model: per-block for mixed tables, else the default."""
+    def _likelihood(self) -> GaussianLikelihood | MixedLikelihood:
+        """The decoder's observation model: per-block for mixed tables, else Gaussian."""
         encoder = self._column_encoder()
-        return None if encoder is None else MixedLikelihood(encoder.blocks_)
+        if encoder is None:
+            return GaussianLikelihood(self.min_scale)
+        return MixedLikelihood(encoder.blocks_, self.min_scale)
 
     def _wrap_draws(self, draws: np.ndarray, X):
         """``[M, N, D]`` completed copies as returned by ``sample_imputations``."""

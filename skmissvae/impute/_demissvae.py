@@ -79,6 +79,10 @@ class DeMissVAEImputer(BaseVAEImputer):
         Residual blocks per network.
     dropout : float, default=0.0
         Dropout probability inside the residual blocks (off while the sampler runs).
+    min_scale : float, default=0.1
+        Smallest standard deviation of the decoder's Gaussian ``p(x_d | z)`` for continuous
+        columns, as a fraction of each column's standard deviation (see
+        :class:`MixtureVAEImputer`).
     learning_rate : float, default=1e-3
         Initial step size of Adam (amsgrad).
     batch_size : int, default=128
@@ -102,8 +106,12 @@ class DeMissVAEImputer(BaseVAEImputer):
     tol : float, default=1e-3
         Minimum change of the validation objective, in nats per row, that counts for
         early stopping.
-    n_impute_samples : int, default=100
+    n_impute_samples : int, default=1000
         Importance samples per row for :meth:`transform` and :meth:`sample_imputations`.
+        Imputing costs time proportional to it. Fewer make the draws of
+        :meth:`sample_imputations` too narrow, because resampling from few proposals
+        leans towards the encoder, which is narrower than the model's conditional (see
+        "Downstream" in the benchmarks page).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -283,6 +291,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         hidden_width=128,
         n_hidden_blocks=2,
         dropout=0.0,
+        min_scale=0.1,
         learning_rate=1e-3,
         batch_size=128,
         max_iter=200,
@@ -292,7 +301,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         validation_fraction=0.1,
         n_iter_no_change=50,
         tol=1e-3,
-        n_impute_samples=100,
+        n_impute_samples=1000,
         n_score_samples=1000,
         device="auto",
         random_state=None,
@@ -315,6 +324,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         self.hidden_width = hidden_width
         self.n_hidden_blocks = n_hidden_blocks
         self.dropout = dropout
+        self.min_scale = min_scale
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.max_iter = max_iter

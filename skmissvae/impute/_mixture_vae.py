@@ -60,6 +60,13 @@ class MixtureVAEImputer(BaseVAEImputer):
         Residual blocks per network.
     dropout : float, default=0.0
         Dropout probability inside the residual blocks.
+    min_scale : float, default=0.1
+        Smallest standard deviation of the decoder's Gaussian ``p(x_d | z)`` for continuous
+        columns, as a fraction of each column's standard deviation. A floor well above zero
+        stops the decoder from becoming more certain than a small table supports, which
+        made imputations worse and the draws of :meth:`sample_imputations` too narrow; see
+        "Decoder scale floor" in ``docs/benchmarks.md``. Set it near 0 (e.g. 1e-5) for
+        data whose columns are nearly deterministic functions of each other.
     learning_rate : float, default=1e-3
         Initial step size of Adam (amsgrad).
     batch_size : int, default=128
@@ -81,8 +88,12 @@ class MixtureVAEImputer(BaseVAEImputer):
     tol : float, default=1e-3
         Minimum change of the validation objective, in nats per row, that counts for
         early stopping.
-    n_impute_samples : int, default=100
+    n_impute_samples : int, default=1000
         Importance samples per row for :meth:`transform` and :meth:`sample_imputations`.
+        Imputing costs time proportional to it. Fewer make the draws of
+        :meth:`sample_imputations` too narrow, because resampling from few proposals
+        leans towards the encoder, which is narrower than the model's conditional (see
+        "Downstream" in the benchmarks page).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -223,6 +234,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         hidden_width=128,
         n_hidden_blocks=2,
         dropout=0.0,
+        min_scale=0.1,
         learning_rate=1e-3,
         batch_size=128,
         max_iter=200,
@@ -232,7 +244,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         validation_fraction=0.1,
         n_iter_no_change=50,
         tol=1e-3,
-        n_impute_samples=100,
+        n_impute_samples=1000,
         n_score_samples=1000,
         device="auto",
         random_state=None,
@@ -250,6 +262,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         self.hidden_width = hidden_width
         self.n_hidden_blocks = n_hidden_blocks
         self.dropout = dropout
+        self.min_scale = min_scale
         self.learning_rate = learning_rate
         self.batch_size = batch_size
         self.max_iter = max_iter

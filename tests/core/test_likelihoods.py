@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from skmissvae.core.likelihoods import SCALE_FLOOR, BernoulliLikelihood, GaussianLikelihood
+from skmissvae.core.likelihoods import SCALE_FLOOR, BernoulliLikelihood, GaussianLikelihood, MixedLikelihood
 
 DTYPE = torch.float64
 
@@ -43,6 +43,27 @@ def test_gaussian_scale_floor():
         torch.ones(2, 3, dtype=DTYPE), torch.ones(2, 3, dtype=torch.bool), h
     )
     assert torch.isfinite(out).all()
+
+
+def test_gaussian_min_scale_is_the_floor_of_the_scale():
+    h = torch.cat([torch.zeros(2, 3, dtype=DTYPE), torch.full((2, 3), -1e4, dtype=DTYPE)], -1)
+    _, scale = GaussianLikelihood(min_scale=0.25).params(h)
+    torch.testing.assert_close(scale, torch.full((2, 3), 0.25, dtype=DTYPE))
+    _, _, _, h = _data()
+    _, scale = GaussianLikelihood(min_scale=0.25).params(h)
+    torch.testing.assert_close(scale, torch.nn.functional.softplus(h[..., 4:]) + 0.25)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="min_scale"):
+            GaussianLikelihood(min_scale=bad)
+
+
+def test_mixed_likelihood_gives_min_scale_to_its_gaussian_blocks():
+    likelihood = MixedLikelihood([("gaussian", 2), ("bernoulli", 1)], min_scale=0.3)
+    x = torch.tensor([[0.5, -1.0, 1.0]], dtype=DTYPE)
+    # Gaussian block: loc = x, raw scale far below the floor; Bernoulli logit 0.
+    h = torch.tensor([[0.5, -1.0, -1e4, -1e4, 0.0]], dtype=DTYPE)
+    expected = Normal(x[:, :2], 0.3).log_prob(x[:, :2])
+    torch.testing.assert_close(likelihood.log_prob_elementwise(x, h)[:, :2], expected)
 
 
 def test_gaussian_log_prob_matches_torch_on_observed_entries():

@@ -798,3 +798,21 @@ def test_auto_gradient_estimator_is_total_only_for_ancestral_elbo(make_imputer, 
     other = "stl" if resolved == "total" else "total"
     assert curves["auto"] == curves[resolved]
     assert curves["auto"] != curves[other]
+
+
+def test_min_scale_bounds_the_spread_of_the_draws(make_imputer):
+    # Column 1 is column 0 plus little noise, so a decoder without a floor is fairly certain
+    # of it; with min_scale=2 every draw has noise of at least two column standard deviations.
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal(300)
+    X = np.column_stack([t, t + 0.05 * rng.standard_normal(300), rng.standard_normal(300)])
+    X[::3, 1] = np.nan
+    spread = {}
+    for min_scale in (1e-5, 2.0):
+        imputer = make_imputer("MIWAE", min_scale=min_scale, hidden_width=16, max_iter=30,
+                               learning_rate=1e-2).fit(X)
+        assert imputer.model_.likelihood.min_scale == min_scale
+        draws = imputer.sample_imputations(X[::3], n_imputations=200)[:, :, 1]
+        spread[min_scale] = draws.std(axis=0).mean() / imputer.scale_[1]
+    assert spread[2.0] > 1.8, spread
+    assert spread[1e-5] < 0.5 * spread[2.0], spread

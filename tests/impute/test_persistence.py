@@ -20,6 +20,7 @@ from sklearn.exceptions import NotFittedError
 import skmissvae
 from skmissvae import DeMissVAEImputer, MixtureVAEImputer
 from skmissvae._persistence import FORMAT_VERSION
+from skmissvae.core.likelihoods import SCALE_FLOOR
 
 
 from _helpers import FAST_PARAMS, correlated_table
@@ -151,6 +152,31 @@ def test_load_refuses_pickled_code(tmp_path, writer):
     with pytest.raises(ValueError, match="cannot be loaded safely"):
         skmissvae.load(path)
     assert not marker.exists()
+
+
+def test_format_1_0_files_load_with_the_fixed_floor_they_were_trained_with(tmp_path):
+    # Format 1.0 predates min_scale: its decoders had the fixed floor SCALE_FLOOR.
+    X = correlated_table(40)[1]
+    imputer = ESTIMATORS["mixture"](min_scale=SCALE_FLOOR).fit(X)
+    path = tmp_path / "imputer.pt"
+    skmissvae.save(imputer, path)
+    state = torch.load(path, weights_only=True)
+    state["format_version"] = [1, 0]
+    del state["params"]["min_scale"]
+    torch.save(state, path)
+    loaded = skmissvae.load(path)
+    assert loaded.min_scale == SCALE_FLOOR
+    assert_same_outputs(loaded, imputer, X)
+
+
+def test_loaded_model_keeps_min_scale(tmp_path):
+    X = correlated_table(40)[1]
+    imputer = ESTIMATORS["mixture"](min_scale=0.7).fit(X)
+    path = tmp_path / "imputer.pt"
+    skmissvae.save(imputer, path)
+    loaded = skmissvae.load(path)
+    assert loaded.min_scale == 0.7 and loaded.model_.likelihood.min_scale == 0.7
+    assert_same_outputs(loaded, imputer, X)
 
 
 def test_load_refuses_other_format_versions_and_other_files(tmp_path):
