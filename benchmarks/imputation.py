@@ -237,6 +237,7 @@ def main() -> None:
     parser.add_argument("--output", default="imputation", help="results file stem")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, iris and wine, 100 steps")
     parser.add_argument("--merge", nargs="+", metavar="STEM", help="only re-render: combine results/STEM.csv files")
+    parser.add_argument("--note", default="", help="extra sentence for the report (e.g. where merged rows came from)")
     args = parser.parse_args()
     command = "python benchmarks/imputation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.quick:
@@ -252,6 +253,8 @@ def main() -> None:
     overrides = parse_settings(args.set)
     if overrides:
         settings += f" VAE settings changed for this run: {overrides}."
+    if args.note:
+        settings += " " + args.note
     if args.merge:
         frame = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.merge])
         write_report(frame, args.output, command, notes, settings)

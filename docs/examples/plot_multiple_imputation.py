@@ -56,7 +56,9 @@ axes[0].legend(loc="upper center", fontsize="small")
 # Coverage of 90 % intervals
 # --------------------------
 # Quantiles of the draws give an interval for every missing cell. This model is trained
-# only briefly; check the coverage on cells you hid yourself before trusting it.
+# only briefly; check the coverage on cells you hid yourself before trusting it. Few draws
+# also make intervals short: with ``M`` exact draws the empirical 5-95 % interval covers
+# 0.9 (M - 1) / (M + 1) on average, 86.5 % for the 50 draws here.
 lower, upper = np.quantile(draws, [0.05, 0.95], axis=0)
 missing = np.isnan(X_missing)
 covered = (lower[missing] <= X[missing]) & (X[missing] <= upper[missing])

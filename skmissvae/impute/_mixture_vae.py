@@ -55,7 +55,8 @@ class MixtureVAEImputer(BaseVAEImputer):
         Width 256 imputed 0.3-9 % better on seven of nine UCI tables and fitted the toy data
         better, but took 3.2x the fit time, and on a 569-row table its draws for new rows
         were over-confident (90 % intervals covered 0.77 of the hidden values, against
-        0.845 at 128). See "Network width" in ``docs/benchmarks.md``.
+        0.845 at 128, both measured before ``min_scale`` and with 100 importance samples).
+        See "Network width" in ``docs/benchmarks.md``.
     n_hidden_blocks : int, default=2
         Residual blocks per network.
     dropout : float, default=0.0
