@@ -64,10 +64,12 @@ class MixtureVAEImputer(BaseVAEImputer):
     min_scale : float, default=0.1
         Smallest standard deviation of the decoder's Gaussian ``p(x_d | z)`` for continuous
         columns, as a fraction of each column's standard deviation. A floor well above zero
-        stops the decoder from becoming more certain than a small table supports, which
-        made imputations worse and the draws of :meth:`sample_imputations` too narrow; see
-        "Decoder scale floor" in ``docs/benchmarks.md``. Set it near 0 (e.g. 1e-5) for
-        data whose columns are nearly deterministic functions of each other.
+        stops the decoder from becoming more certain than a small table supports. Against
+        the earlier fixed 1e-5 it lowered the imputation error on seven of nine UCI tables
+        (concrete by 6-7 %), raised it by under 1 % on spambase, and did not hurt the toy
+        data (median log-likelihood -2.949 against -2.959); see "Decoder scale floor" in
+        ``docs/benchmarks.md``. Set it near 0 (e.g. 1e-5) for data whose columns are
+        nearly exact functions of each other.
     learning_rate : float, default=1e-3
         Initial step size of Adam (amsgrad).
     batch_size : int, default=128
