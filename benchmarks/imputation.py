@@ -59,7 +59,7 @@ PROTOCOLS = {
 }
 BASELINES = ["mean", "knn", "mice", "missforest"]
 OURS = ["MissSIWAE", "MIWAE"]
-OPT_IN = ["DeMissVAE-LAIR"]  # slow to fit: only with --methods
+OPT_IN = ["DeMissVAE-LAIR", "MIWAE-20"]  # slower to fit: only with --methods
 
 
 # ---------------------------------------------------------------------------------------

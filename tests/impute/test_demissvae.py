@@ -204,6 +204,16 @@ def test_encoder_uses_mask_parameter(X_missing):
     assert np.isfinite(imputer.transform(X_missing)).all()
 
 
+def test_min_scale_is_the_decoder_floor(X_missing):
+    # A floor of 2 column sds: far above what an untrained decoder gives (softplus(0) = 0.69).
+    imputer = make(min_scale=2.0).fit(X_missing)
+    assert imputer.model_.likelihood.min_scale == 2.0
+    draws = imputer.sample_imputations(X_missing, n_imputations=200)
+    missing = np.isnan(X_missing)
+    spread = draws.std(axis=0) / imputer.scale_
+    assert spread[missing].min() > 1.6
+
+
 def test_early_stopping_stops_on_a_sustained_fall(X_missing, monkeypatch):
     script_validation(monkeypatch, [-5.0, -4.0, -4.5, -4.6])
     imputer = make(early_stopping=True, validation_fraction=0.2, n_iter_no_change=2, max_iter=40, tol=0.1)
