@@ -111,7 +111,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         Imputing costs time proportional to it. Fewer make the draws of
         :meth:`sample_imputations` too narrow, because resampling from few proposals
         leans towards the encoder, which is narrower than the model's conditional (see
-        "Downstream" in the benchmarks page).
+        "Decoder scale floor and importance samples" in ``docs/benchmarks.md``).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
     device : {"auto", "cpu", "cuda"}, default="auto"

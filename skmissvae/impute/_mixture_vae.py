@@ -41,6 +41,9 @@ class MixtureVAEImputer(BaseVAEImputer):
     n_particles : int, default=5
         Latent draws per row per training step. With stratified sampling it must be a
         multiple of ``n_components`` (``n_particles // n_components`` draws per component).
+        For point imputation, ``n_components=1, n_particles=20`` (MIWAE with the MIWAE
+        paper's 20 importance samples) was our most accurate setting, at about twice the
+        fit time (see ``docs/benchmarks.md``).
     gradient_estimator : {"auto", "stl", "dreg", "total"}, default="auto"
         Encoder gradients: sticking the landing (``"stl"``, the paper's choice), doubly
         reparameterised (``"dreg"``; only with ``objective="iwelbo"`` and a
@@ -96,7 +99,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         Imputing costs time proportional to it. Fewer make the draws of
         :meth:`sample_imputations` too narrow, because resampling from few proposals
         leans towards the encoder, which is narrower than the model's conditional (see
-        "Downstream" in the benchmarks page).
+        "Decoder scale floor and importance samples" in ``docs/benchmarks.md``).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
     device : {"auto", "cpu", "cuda"}, default="auto"
