@@ -33,7 +33,8 @@ examples:
 
 Missing cells are empty fields or NA/NaN in CSV files, nulls in Parquet files. Numeric
 columns are continuous, text columns categorical and true/false columns binary; --categorical
-and --binary override that (e.g. for integer codes). Observed cells are written back
+and --binary override that (e.g. for integer codes), and --semicontinuous marks numeric
+columns that are mostly one value, such as amounts that are usually 0. Observed cells are written back
 unchanged. With --n-imputations M > 1 the output is one long table: the M completed copies
 stacked, with a first column `imputation` (1 to M) and a column `row` (the input row's
 position from 0)."""
@@ -84,6 +85,10 @@ def _model_options() -> argparse.ArgumentParser:
     model.add_argument("--binary", action="append", default=[], metavar="COLUMN",
                        help="treat COLUMN as binary, e.g. a 0/1 column (repeat for several; "
                             "true/false columns are binary anyway)")
+    model.add_argument("--semicontinuous", action="append", default=[], metavar="COLUMN",
+                       help="give COLUMN's most frequent value (e.g. 0) a point mass and the "
+                            "other values a Gaussian, e.g. amounts or counts that are mostly "
+                            "0 (repeat for several)")
     training = parent.add_argument_group("training")
     training.add_argument("--max-iter", type=_positive_int, default=200, metavar="N",
                           help="maximum training epochs; early stopping may end sooner "
@@ -216,14 +221,17 @@ def _check_columns(frame, path: Path):
 
 
 def _column_types(args, frame) -> dict | None:
-    declared = {**{c: "categorical" for c in args.categorical}, **{c: "binary" for c in args.binary}}
+    options = {"categorical": args.categorical, "binary": args.binary,
+               "semicontinuous": args.semicontinuous}
+    declared = {column: kind for kind, columns in options.items() for column in columns}
     unknown = [c for c in declared if c not in frame.columns]
     if unknown:
-        raise CommandError(f"--categorical/--binary name columns that the table does not have: "
-                           f"{unknown!r}; its columns are {list(frame.columns)!r}.")
-    both = sorted(set(args.categorical) & set(args.binary))
-    if both:
-        raise CommandError(f"columns {both!r} are declared both --categorical and --binary.")
+        raise CommandError(f"--categorical/--binary/--semicontinuous name columns that the table "
+                           f"does not have: {unknown!r}; its columns are {list(frame.columns)!r}.")
+    for column in declared:
+        kinds = [f"--{kind}" for kind, columns in options.items() if column in columns]
+        if len(kinds) > 1:
+            raise CommandError(f"column {column!r} is declared {' and '.join(kinds)}.")
     return declared or None
 
 

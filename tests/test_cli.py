@@ -131,6 +131,21 @@ def test_mixed_table_multiple_imputation(tmp_path):
     assert set(draws["flag"]) <= {True, False}
 
 
+def test_semicontinuous_columns_draw_exact_zeros(tmp_path):
+    rng = np.random.RandomState(0)
+    amount = np.where(rng.rand(60) < 0.6, 0.0, rng.gamma(2.0, size=60))
+    frame = pd.DataFrame({"x": rng.standard_normal(60), "amount": amount})
+    frame.loc[::4, "amount"] = np.nan
+    path, out = tmp_path / "amounts.csv", tmp_path / "draws.csv"
+    frame.to_csv(path, index=False)
+    args = ["impute", str(path), "-o", str(out), "--n-imputations", "3", "--semicontinuous", "amount"]
+    assert main([*args, *FAST]) == 0
+    draws = pd.read_csv(out)
+    assert len(draws) == 180 and list(draws.columns) == ["imputation", "row", "x", "amount"]
+    filled = draws.loc[draws["row"] % 4 == 0, "amount"]
+    assert not filled.isna().any() and (filled == 0.0).any() and (filled != 0.0).any()
+
+
 def test_dates_are_refused_with_the_column_named(tmp_path):
     from skmissvae._cli import CommandError, _check_columns
 
@@ -156,7 +171,7 @@ def test_dates_are_refused_with_the_column_named(tmp_path):
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "sex"],
          "does not have: ['sex']"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "age",
-                    "--categorical", "age"], "both --categorical and --binary"),
+                    "--categorical", "age"], "declared --categorical and --binary"),
     ],
     ids=["missing-input", "bad-output-type", "bad-input-type", "missing-folder", "empty-file",
          "single-gaussian-components", "particles", "demissvae-particles", "unknown-column",

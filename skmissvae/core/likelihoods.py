@@ -14,7 +14,13 @@ from torch import Tensor
 
 from .families import normal_log_density
 
-__all__ = ["GaussianLikelihood", "BernoulliLikelihood", "CategoricalLikelihood", "MixedLikelihood"]
+__all__ = [
+    "GaussianLikelihood",
+    "ZeroInflatedGaussianLikelihood",
+    "BernoulliLikelihood",
+    "CategoricalLikelihood",
+    "MixedLikelihood",
+]
 
 #: Smallest scale of a Gaussian: keeps densities finite (encoder and default decoder).
 SCALE_FLOOR = 1e-5
@@ -61,6 +67,62 @@ class GaussianLikelihood:
         loc, scale = self.params(h)
         eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
         return loc + scale * eps
+
+    def output_size(self, n_features: int) -> int:
+        """Decoder outputs for ``n_features`` features: ``n_params * n_features``."""
+        return self.n_params * n_features
+
+
+class ZeroInflatedGaussianLikelihood:
+    """Factorised point mass at 0 plus Gaussian, for semicontinuous columns.
+
+    ``p(x | z) = pi delta_0(x) + (1 - pi) N(x; loc, scale**2)`` per feature, with
+    ``pi = sigmoid(h[:D])``, ``loc = h[D:2D]`` and ``scale = softplus(h[2D:]) + min_scale``.
+    An exact 0 scores ``log pi`` (a probability, not a density); any other value scores
+    ``log(1 - pi) + log N(x; loc, scale**2)``. Columns with a large share of one exact
+    value (counts, amounts, word frequencies: mostly 0) are shifted so that this value is
+    0 before they reach the model (see ``skmissvae.impute``).
+
+    Parameters
+    ----------
+    min_scale : float, default=SCALE_FLOOR
+        Smallest standard deviation of the Gaussian part (see ``GaussianLikelihood``).
+    """
+
+    n_params = 3
+
+    def __init__(self, min_scale: float = SCALE_FLOOR) -> None:
+        self.min_scale = GaussianLikelihood(min_scale).min_scale  # validated there
+
+    def params(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(logit of pi, loc, scale)``, each ``[..., B, D]``, from the decoder output."""
+        logit, loc, raw_scale = h.chunk(3, dim=-1)
+        return logit, loc, F.softplus(raw_scale) + self.min_scale
+
+    def log_prob_elementwise(self, x_filled: Tensor, h: Tensor) -> Tensor:
+        """``log p(x_d | z)`` per feature, shape ``[..., B, D]``."""
+        logit, loc, scale = self.params(h)
+        at_zero = x_filled == 0
+        # log sigmoid(a) = -softplus(-a) and log(1 - sigmoid(a)) = -softplus(a), stably.
+        log_point = -F.softplus(-logit)
+        log_gaussian = -F.softplus(logit) + normal_log_density(x_filled, loc, scale)
+        return torch.where(at_zero, log_point, log_gaussian)
+
+    def log_prob(self, x_filled: Tensor, observed: Tensor, h: Tensor) -> Tensor:
+        """``sum_d observed_d log p(x_d | z)``: ``[..., B, D] -> [..., B]``."""
+        return (self.log_prob_elementwise(x_filled, h) * observed).sum(-1)
+
+    def mean(self, h: Tensor) -> Tensor:
+        """``E[x | z] = (1 - pi) loc``, shape ``[..., B, D]``."""
+        logit, loc, _ = self.params(h)
+        return torch.sigmoid(-logit) * loc
+
+    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One draw per decoder output ``[..., B, D]``: exactly 0 with probability ``pi``."""
+        logit, loc, scale = self.params(h)
+        at_zero = torch.bernoulli(torch.sigmoid(logit), generator=generator).bool()
+        eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        return torch.where(at_zero, torch.zeros_like(loc), loc + scale * eps)
 
     def output_size(self, n_features: int) -> int:
         """Decoder outputs for ``n_features`` features: ``n_params * n_features``."""
@@ -136,6 +198,7 @@ class CategoricalLikelihood:
 
 _KINDS = {
     "gaussian": GaussianLikelihood,
+    "zero_inflated": ZeroInflatedGaussianLikelihood,
     "bernoulli": BernoulliLikelihood,
     "categorical": CategoricalLikelihood,
 }
@@ -145,10 +208,12 @@ class MixedLikelihood:
     """Per-block observation models over an encoded table (methods.md, sec. 0).
 
     The encoded row is cut into consecutive blocks of columns, each with its own model:
-    ``"gaussian"`` (any number of continuous columns), ``"bernoulli"`` (any number of 0/1
+    ``"gaussian"`` (any number of continuous columns), ``"zero_inflated"`` (any number of
+    continuous columns with a point mass at 0), ``"bernoulli"`` (any number of 0/1
     columns) or ``"categorical"`` (the ``C`` one-hot columns of one categorical variable).
     The decoder output is the concatenation of the blocks' parameters in block order
-    (``2 w`` for a Gaussian block of ``w`` columns, ``w`` otherwise). Every method has the
+    (``2 w`` for a Gaussian block of ``w`` columns, ``3 w`` for a zero-inflated one, ``w``
+    otherwise). Every method has the
     interface of the single-type likelihoods, so models and samplers use it unchanged.
 
     Parameters
@@ -157,7 +222,8 @@ class MixedLikelihood:
         Kinds and column counts in column order; ``sum(width)`` is the number of encoded
         features ``D``.
     min_scale : float, default=SCALE_FLOOR
-        Smallest standard deviation of the Gaussian blocks (see ``GaussianLikelihood``).
+        Smallest standard deviation of the Gaussian and zero-inflated blocks (see
+        ``GaussianLikelihood``).
     """
 
     def __init__(self, blocks, min_scale: float = SCALE_FLOOR) -> None:
@@ -172,7 +238,8 @@ class MixedLikelihood:
                 raise ValueError(f"Unknown block kind {kind!r}; expected one of {sorted(_KINDS)}.")
             if width < 1:
                 raise ValueError(f"Block widths must be positive, got {width} for {kind!r}.")
-            part = GaussianLikelihood(min_scale) if kind == "gaussian" else _KINDS[kind]()
+            takes_scale = kind in ("gaussian", "zero_inflated")
+            part = _KINDS[kind](min_scale) if takes_scale else _KINDS[kind]()
             size = part.output_size(width)
             self._parts.append(part)
             self._columns.append((column, column + width))
@@ -222,7 +289,8 @@ class MixedLikelihood:
         return (self.log_prob_elementwise(x_filled, h) * observed).sum(-1)
 
     def mean(self, h: Tensor) -> Tensor:
-        """Block means ``[..., B, D]``: Gaussian locations, Bernoulli and class probabilities."""
+        """Block means ``[..., B, D]``: Gaussian locations, zero-inflated means, Bernoulli
+        and class probabilities."""
         return torch.cat([part.mean(h_block) for part, h_block in self._outputs_of(h)], -1)
 
     def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -244,7 +244,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         values, observed = self._prepare(X)
         log_lik = self._map_batches(self._log_likelihood_batch, values, observed, "score")
-        jacobian = (observed * np.log(self.scale_)).sum(axis=1)
+        jacobian = (self._density_entries(values, observed) * np.log(self.scale_)).sum(axis=1)
         # A row with nothing observed has log p(x_o) = log 1 = 0 exactly; the Monte-Carlo
         # estimate would only be close to it.
         log_lik = np.where(observed.any(axis=1), log_lik.astype(np.float64) - jacobian, 0.0)
@@ -508,6 +508,14 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.column_types_ = {column.label: column.kind for column in encoder.columns_}
         self.mean_, self.scale_ = encoder.restrict_statistics(self.mean_, self.scale_)
 
+    def _density_entries(self, values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+        """Observed entries scored by a density, which the standardisation rescales.
+
+        The point masses of semicontinuous columns are probabilities: no Jacobian term.
+        """
+        encoder = self._column_encoder()
+        return observed if encoder is None else observed & ~encoder.at_atom(values)
+
     def _likelihood(self) -> GaussianLikelihood | MixedLikelihood:
         """The decoder's observation model: per-block for mixed tables, else Gaussian."""
         encoder = self._column_encoder()
@@ -517,7 +525,8 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _wrap_draws(self, draws: np.ndarray, X):
         """``[M, N, D]`` completed copies as returned by ``sample_imputations``."""
-        if self._column_encoder() is None:
+        encoder = self._column_encoder()
+        if encoder is None or encoder.numeric_only_:
             return draws
         copies = [self._wrap_like(copy_, X) for copy_ in draws]
         return copies if isinstance(X, pd.DataFrame) else np.stack(copies)

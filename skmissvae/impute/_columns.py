@@ -1,9 +1,11 @@
 """Column types of mixed tables: inference, encoding to a float matrix, decoding.
 
 The VAE sees a table as a float matrix whose columns are grouped into blocks: all
-continuous columns (standardised later by the estimator, Gaussian likelihood), all binary
-columns (0/1, Bernoulli likelihood), then one block of one-hot columns per categorical
-column (softmax likelihood). ``TableEncoder`` learns that layout in ``fit`` and converts
+continuous columns (standardised later by the estimator, Gaussian likelihood), all
+semicontinuous columns (continuous with a point mass at their most frequent value, which
+the standardisation moves to 0; zero-inflated Gaussian likelihood), all binary columns
+(0/1, Bernoulli likelihood), then one block of one-hot columns per categorical column
+(softmax likelihood). ``TableEncoder`` learns that layout in ``fit`` and converts
 between the caller's table and the matrix; missing values become ``NaN`` (a missing
 categorical value makes its whole one-hot block ``NaN``, i.e. unobserved).
 """
@@ -19,10 +21,17 @@ import pandas as pd
 __all__ = ["KINDS", "infer_column_types", "TableEncoder"]
 
 #: The column types a table may hold.
-KINDS = ("continuous", "binary", "categorical")
+KINDS = ("continuous", "semicontinuous", "binary", "categorical")
 
 # Block kinds of ``skmissvae.core.likelihoods.MixedLikelihood`` per column type.
-_LIKELIHOOD_OF = {"continuous": "gaussian", "binary": "bernoulli", "categorical": "categorical"}
+_LIKELIHOOD_OF = {
+    "continuous": "gaussian",
+    "semicontinuous": "zero_inflated",
+    "binary": "bernoulli",
+    "categorical": "categorical",
+}
+# Column types whose values are numbers, standardised by the estimator.
+_NUMERIC = ("continuous", "semicontinuous")
 # How many distinct values are listed in an error message.
 _SHOW = 5
 
@@ -83,7 +92,8 @@ def infer_column_types(X, column_types=None) -> list[str]:
     ----------
     X : array-like or DataFrame of shape (n_samples, n_features)
     column_types : dict or None, default=None
-        ``{column label or position: "continuous" | "binary" | "categorical"}``.
+        ``{column label or position: "continuous" | "semicontinuous" | "binary" |
+        "categorical"}``. Semicontinuous columns are never inferred; declare them.
         Undeclared columns of a DataFrame are inferred from their dtype: ``category`` and
         object/string columns are categorical (object columns holding only booleans are
         binary, only numbers continuous), ``bool`` and ``boolean`` columns binary, numbers
@@ -141,6 +151,7 @@ class _Column:
     start: int  # encoded columns start:stop
     stop: int
     levels: np.ndarray | None = None  # binary levels / categories, sorted, as objects
+    atom: float | None = None  # semicontinuous: the value of the point mass
 
 
 class TableEncoder:
@@ -159,9 +170,17 @@ class TableEncoder:
         Width of the encoded matrix.
     blocks_ : list of (str, int)
         ``MixedLikelihood`` blocks (kind, width) in encoded column order: all continuous
-        columns, all binary columns, then each categorical column's one-hot block.
+        columns, all semicontinuous columns, all binary columns, then each categorical
+        column's one-hot block.
     continuous_ : ndarray of bool of shape (n_encoded_,)
-        Which encoded columns are continuous (only those are standardised).
+        Which encoded columns hold numbers, continuous or semicontinuous (only those are
+        standardised).
+    numeric_only_ : bool
+        Whether every column is continuous or semicontinuous (the encoded matrix is then
+        the table itself).
+    atoms_ : ndarray of shape (n_encoded_,)
+        The point mass of each semicontinuous column: its most frequent observed value
+        (the smallest, on ties); NaN for the other columns.
     """
 
     def __init__(self, kinds: list[str]) -> None:
@@ -185,13 +204,15 @@ class TableEncoder:
                     f"Column {label!r} has no observed value; a table with binary or "
                     "categorical columns cannot learn anything about it. Drop it first."
                 )
-            levels = None
-            if kind == "binary":
+            levels = atom = None
+            if kind == "semicontinuous":
+                atom = self._most_frequent(self._continuous(series, label, kind))
+            elif kind == "binary":
                 levels = self._binary_levels(series, label)
             elif kind == "categorical":
                 levels = _sorted_levels(series[series.notna()].to_numpy(dtype=object))
             width = len(levels) if kind == "categorical" else 1
-            columns[j] = _Column(label, kind, series.dtype, start, start + width, levels)
+            columns[j] = _Column(label, kind, series.dtype, start, start + width, levels, atom)
             if kind == "categorical" or not blocks or blocks[-1][0] != _LIKELIHOOD_OF[kind]:
                 blocks.append([_LIKELIHOOD_OF[kind], 0])
             blocks[-1][1] += width
@@ -200,19 +221,40 @@ class TableEncoder:
         self.n_encoded_ = start
         self.blocks_ = [tuple(block) for block in blocks]
         self.continuous_ = np.zeros(start, dtype=bool)
+        self.atoms_ = np.full(start, np.nan)
         for column in columns:
-            if column.kind == "continuous":
+            if column.kind in _NUMERIC:
                 self.continuous_[column.start] = True
+            if column.kind == "semicontinuous":
+                self.atoms_[column.start] = column.atom
+        self.numeric_only_ = all(column.kind in _NUMERIC for column in columns)
         self.is_frame_ = is_frame
         return self
 
     def restrict_statistics(self, mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Standardise continuous columns only: mean 0 and scale 1 for the others.
+        """Standardise numeric columns only: mean 0 and scale 1 for the others.
 
         Binary and one-hot columns must stay 0/1 for their likelihoods, and with scale 1
-        they add nothing to the standardisation's Jacobian in ``score_samples``.
+        they add nothing to the standardisation's Jacobian in ``score_samples``. A
+        semicontinuous column is centred on its atom instead of its mean, so that the
+        point mass sits at exactly 0, where the zero-inflated likelihood puts it.
         """
-        return np.where(self.continuous_, mean, 0.0), np.where(self.continuous_, scale, 1.0)
+        centre = np.where(np.isnan(self.atoms_), mean, self.atoms_)
+        return np.where(self.continuous_, centre, 0.0), np.where(self.continuous_, scale, 1.0)
+
+    def at_atom(self, values: np.ndarray) -> np.ndarray:
+        """Where ``values`` (``[..., n_encoded_]``) equal their semicontinuous column's atom.
+
+        These entries have a probability, not a density: ``score_samples`` leaves them out
+        of the standardisation's Jacobian.
+        """
+        return values == self.atoms_  # NaN atoms (other columns) never compare equal
+
+    @staticmethod
+    def _most_frequent(values: np.ndarray) -> float:
+        observed = values[~np.isnan(values)]
+        distinct, counts = np.unique(observed, return_counts=True)
+        return float(distinct[np.argmax(counts)])  # np.unique sorts: ties give the smallest
 
     @staticmethod
     def _binary_levels(series: pd.Series, label) -> np.ndarray:
@@ -245,8 +287,8 @@ class TableEncoder:
         values = np.full((frame.shape[0], self.n_encoded_), np.nan)
         for j, column in enumerate(self.columns_):
             series = frame.iloc[:, j]
-            if column.kind == "continuous":
-                values[:, column.start] = self._continuous(series, column.label)
+            if column.kind in _NUMERIC:
+                values[:, column.start] = self._continuous(series, column.label, column.kind)
                 continue
             codes = self._codes(series, column)  # -1 where missing
             if column.kind == "binary":
@@ -259,17 +301,19 @@ class TableEncoder:
         return values, ~np.isnan(values)
 
     @staticmethod
-    def _continuous(series: pd.Series, label) -> np.ndarray:
+    def _continuous(series: pd.Series, label, kind: str) -> np.ndarray:
         try:
             numbers_ = pd.to_numeric(series, errors="raise")
             out = np.asarray(numbers_.astype("float64").to_numpy(na_value=np.nan), dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise ValueError(
-                f"Continuous column {label!r} holds values that are not numbers ({error}); "
+                f"{kind.capitalize()} column {label!r} holds values that are not numbers ({error}); "
                 "declare it 'categorical' or 'binary' in column_types."
             ) from None
         if np.isinf(out).any():
-            raise ValueError(f"Continuous column {label!r} contains infinity; use NaN for missing values.")
+            raise ValueError(
+                f"{kind.capitalize()} column {label!r} contains infinity; use NaN for missing values."
+            )
         return out
 
     @staticmethod
@@ -302,7 +346,7 @@ class TableEncoder:
         data = {}
         for j, column in enumerate(self.columns_):
             block = values[:, column.start : column.stop]
-            if column.kind == "continuous":
+            if column.kind in _NUMERIC:
                 data[j] = pd.Series(block[:, 0], index=index).astype(self._float_dtype(column.dtype))
                 continue
             if column.kind == "binary":

@@ -141,9 +141,14 @@ class DeMissVAEImputer(BaseVAEImputer):
         and object/string columns are ``"categorical"`` (softmax over the categories seen
         in ``fit``, one-hot internally), ``bool``/``boolean`` columns ``"binary"``
         (Bernoulli), numeric columns ``"continuous"`` (Gaussian); every column of an array
-        is continuous. A dict ``{column label or position: "continuous" | "binary" |
-        "categorical"}`` overrides the inference, e.g. for a 0/1 integer column or an
-        integer code column. With any binary or categorical column, :meth:`transform`
+        is continuous. A dict ``{column label or position: "continuous" |
+        "semicontinuous" | "binary" | "categorical"}`` overrides the inference, e.g. for a
+        0/1 integer column or an integer code column. ``"semicontinuous"`` (never
+        inferred) is for numbers with a point mass at one value, such as amounts or word
+        frequencies that are mostly 0: the model gives the column's most frequent value
+        a probability and the other values a Gaussian density (a zero-inflated
+        Gaussian), so that draws reproduce the exact zeros. With any binary or
+        categorical column, :meth:`transform`
         returns a DataFrame in the columns' original dtypes (an array for array input),
         :meth:`sample_imputations` a list of such DataFrames (a 3-D array for array
         input), and :meth:`score_samples` includes the log-probabilities of the observed
@@ -154,11 +159,12 @@ class DeMissVAEImputer(BaseVAEImputer):
     column_types_ : dict
         The observation model used for each input column, ``{label or position: type}``.
     column_encoder_ : TableEncoder or None
-        Converts a table with binary or categorical columns to and from the float matrix
-        the model sees (one-hot blocks for categorical columns); None when every column
-        is continuous. When it is not None, ``mean_`` and ``scale_`` have one entry per
+        Converts a table with semicontinuous, binary or categorical columns to and from
+        the float matrix the model sees (one-hot blocks for categorical columns); None
+        when every column is continuous. When it is not None, ``mean_`` and ``scale_`` have one entry per
         encoded column (0 and 1 for the binary and one-hot columns, which are not
-        standardised).
+        standardised; a semicontinuous column is centred on its point mass, not its
+        mean).
     model_ : skmissvae.core.model.MissingDataVAE
         The trained torch model (single-Gaussian encoder; on the training device).
     imputation_pool_ : ndarray of shape (n_pool, n_features)

@@ -404,3 +404,75 @@ def test_importance_sampling_with_a_mixed_model():
     draws = importance_resample(model, x_filled, observed, q, 16, 4, torch.Generator().manual_seed(0))
     assert _valid_blocks(draws)
     assert torch.equal(draws[:, observed], x_filled.expand_as(draws)[:, observed])
+
+
+# -- zero-inflated Gaussian (semicontinuous columns) -------------------------------------
+from skmissvae.core.likelihoods import ZeroInflatedGaussianLikelihood  # noqa: E402
+
+
+def _zero_inflated_data(batch=6, n_features=4, seed=0):
+    """Data with exact zeros (about a third) and a random mask; ``h`` has 3 D outputs."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n_features, generator=g, dtype=DTYPE)
+    x[torch.rand(batch, n_features, generator=g) < 0.35] = 0.0
+    observed = torch.rand(batch, n_features, generator=g) < 0.7
+    observed[:, 0] = True
+    observed[:, -1] = False
+    x_filled = torch.where(observed, x, torch.zeros_like(x))
+    h = torch.randn(3, batch, 3 * n_features, generator=g, dtype=DTYPE)
+    return x, x_filled, observed, h
+
+
+def test_zero_inflated_log_prob_is_a_point_mass_plus_a_gaussian_density():
+    x, x_filled, observed, h = _zero_inflated_data()
+    likelihood = ZeroInflatedGaussianLikelihood(min_scale=0.2)
+    logit, loc, scale = likelihood.params(h)
+    torch.testing.assert_close(logit, h[..., :4])
+    torch.testing.assert_close(loc, h[..., 4:8])
+    torch.testing.assert_close(scale, torch.nn.functional.softplus(h[..., 8:]) + 0.2)
+    pi = torch.sigmoid(logit)
+    expected = torch.where(x == 0, pi.log(), (1 - pi).log() + Normal(loc, scale).log_prob(x))
+    assert (x == 0).any() and (x != 0).any()
+    torch.testing.assert_close(likelihood.log_prob_elementwise(x, h), expected)
+    torch.testing.assert_close(likelihood.log_prob(x_filled, observed, h), (expected * observed).sum(-1))
+    other = torch.where(observed, x_filled, torch.full_like(x_filled, 5.0))
+    torch.testing.assert_close(likelihood.log_prob(other, observed, h), likelihood.log_prob(x_filled, observed, h))
+
+
+def test_zero_inflated_log_prob_is_stable_and_its_gradients_finite():
+    x, x_filled, observed, h = _zero_inflated_data()
+    h = (h * 40).clone().requires_grad_()  # logits of +-100: sigmoid saturates
+    out = ZeroInflatedGaussianLikelihood().log_prob(x_filled, observed, h)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(h.grad).all()
+    for block in h.grad.split(4, dim=-1):  # logits, locations, raw scales
+        assert (block[..., ~observed] == 0).all()
+
+
+def test_zero_inflated_mean_and_samples_agree():
+    h = torch.tensor([[-1.0, 0.0, 2.0, 3.0, -2.0, 0.5, 0.0, 0.5, -1.0]], dtype=DTYPE)  # D = 3
+    likelihood = ZeroInflatedGaussianLikelihood()
+    pi = torch.sigmoid(h[:, :3])
+    torch.testing.assert_close(likelihood.mean(h), (1 - pi) * h[:, 3:6])
+    draws = likelihood.sample(h.expand(100_000, 9), torch.Generator().manual_seed(0))
+    torch.testing.assert_close((draws == 0).double().mean(0), pi[0], atol=6e-3, rtol=0)
+    torch.testing.assert_close(draws.mean(0), likelihood.mean(h)[0], atol=0.02, rtol=0)
+    again = likelihood.sample(h.expand(100_000, 9), torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
+    with pytest.raises(ValueError, match="min_scale"):
+        ZeroInflatedGaussianLikelihood(min_scale=0.0)
+
+
+def test_mixed_likelihood_with_a_zero_inflated_block():
+    x, _, observed, h3 = _zero_inflated_data(n_features=2)
+    xb = (torch.randn(6, 1, generator=torch.Generator().manual_seed(1)) > 0).to(DTYPE)
+    mixed = MixedLikelihood([("zero_inflated", 2), ("bernoulli", 1)], min_scale=0.3)
+    assert mixed.output_size(3) == 7
+    h = torch.cat([h3, torch.zeros(3, 6, 1, dtype=DTYPE)], -1)
+    full = torch.cat([x, xb], -1)
+    mask = torch.cat([observed, torch.ones(6, 1, dtype=torch.bool)], -1)
+    zero_inflated = ZeroInflatedGaussianLikelihood(min_scale=0.3)
+    expected = zero_inflated.log_prob(x, observed, h3) + BernoulliLikelihood().log_prob(xb, mask[:, 2:], h[..., 6:])
+    torch.testing.assert_close(mixed.log_prob(full, mask, h), expected)
+    torch.testing.assert_close(mixed.mean(h)[..., :2], zero_inflated.mean(h3))
