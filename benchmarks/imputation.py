@@ -124,13 +124,34 @@ def error(X_true, X_imputed, missing, metric: str) -> float:
     return mse if metric == "mse" else math.sqrt(mse)
 
 
-def run_one(name, X, protocol, seed, methods, steps, overrides) -> list[dict]:
+def semicontinuous_columns(X_missing: np.ndarray, min_share: float) -> dict:
+    """``{position: "semicontinuous"}`` for the zero-inflated columns of ``X_missing``.
+
+    A column qualifies when its smallest observed value is also its most frequent one and
+    holds at least ``min_share`` of the observed values: a point mass at the lower
+    boundary, like the zeros of amounts and word frequencies. Found from the observed
+    entries only, as a user would.
+    """
+    declared = {}
+    for j in range(X_missing.shape[1]):
+        values = X_missing[:, j][~np.isnan(X_missing[:, j])]
+        distinct, counts = np.unique(values, return_counts=True)  # sorted: [0] is the minimum
+        if len(counts) > 1 and np.argmax(counts) == 0 and counts[0] >= min_share * len(values):
+            declared[j] = "semicontinuous"
+    return declared
+
+
+def run_one(name, X, protocol, seed, methods, steps, overrides, semicontinuous=None) -> list[dict]:
     how, mechanism, rate, metric = PROTOCOLS[protocol]
     X = scale(X, how)
     X_true, X_missing, observed = mask(X, mechanism, rate, seed)
     rows = []
     for method in methods:
-        imputer = make_imputer(method, seed, len(X_missing), steps, overrides)
+        settings, label = overrides, method
+        if semicontinuous is not None and method not in BASELINES:
+            declared = semicontinuous_columns(X_missing, semicontinuous)
+            settings, label = {**overrides, "column_types": declared}, f"{method}+semi"
+        imputer = make_imputer(method, seed, len(X_missing), steps, settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             start = time.perf_counter()
@@ -142,7 +163,7 @@ def run_one(name, X, protocol, seed, methods, steps, overrides) -> list[dict]:
         if X_imputed.shape != X_missing.shape or not np.isfinite(X_imputed).all():
             raise RuntimeError(f"{method} returned a bad imputation on {name}/{protocol}.")
         rows.append({
-            "dataset": name, "protocol": protocol, "metric": metric, "seed": seed, "method": method,
+            "dataset": name, "protocol": protocol, "metric": metric, "seed": seed, "method": label,
             "error": error(X_true, X_imputed, ~observed, metric),
             "fit_time_s": fit_time, "transform_time_s": transform_time,
             "n_rows": len(X_missing), "n_features": X.shape[1], "missing_share": float(1 - observed.mean()),
@@ -188,10 +209,11 @@ def plot(frame: pd.DataFrame, methods: list[str], path: Path) -> None:
 def write_report(frame: pd.DataFrame, stem: str, command: str, notes: list[str], settings: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / f"{stem}.csv", index=False)
-    methods = [m for m in BASELINES + OURS + OPT_IN if m in set(frame["method"])]
+    vaes = OURS + OPT_IN + [f"{m}+semi" for m in OURS + OPT_IN]
+    methods = [m for m in BASELINES + vaes if m in set(frame["method"])]
     plot(frame, methods, RESULTS / f"{stem}.png")
     rank = ranks(frame)
-    best_ours = [m for m in OURS + OPT_IN if m in rank.columns]
+    best_ours = [m for m in vaes if m in rank.columns]
     with open(RESULTS / f"{stem}.md", "w") as f:
         f.write(header("Imputation accuracy against standard imputers", command))
         f.write(settings + "\n\n" + "".join(f"- {n}\n" for n in notes) + "\n")
@@ -234,9 +256,14 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=2000)
     parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
                         help="settings for every VAE variant on top of the above, e.g. early_stopping=False")
+    parser.add_argument("--semicontinuous", type=float, metavar="SHARE",
+                        help="VAE variants declare as semicontinuous every column whose smallest "
+                             "observed value holds at least this share of its observed values "
+                             "(method names get '+semi')")
     parser.add_argument("--output", default="imputation", help="results file stem")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, iris and wine, 100 steps")
-    parser.add_argument("--merge", nargs="+", metavar="STEM", help="only re-render: combine results/STEM.csv files")
+    parser.add_argument("--merge", nargs="+", metavar="STEM",
+                        help="only re-render: combine results/STEM.csv files (rows of --datasets and --seeds)")
     parser.add_argument("--note", default="", help="extra sentence for the report (e.g. where merged rows came from)")
     args = parser.parse_args()
     command = "python benchmarks/imputation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -253,10 +280,17 @@ def main() -> None:
     overrides = parse_settings(args.set)
     if overrides:
         settings += f" VAE settings changed for this run: {overrides}."
+    if args.semicontinuous is not None:
+        settings += (
+            " '+semi': the VAE declares semicontinuous (point mass plus Gaussian) every column "
+            f"whose smallest observed value holds at least {args.semicontinuous:.0%} of its "
+            "observed values."
+        )
     if args.note:
         settings += " " + args.note
     if args.merge:
         frame = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.merge])
+        frame = frame[frame["dataset"].isin(args.datasets) & frame["seed"].isin(args.seeds)]
         write_report(frame, args.output, command, notes, settings)
         return
     stem = args.output + ("_quick" if args.quick else "")
@@ -264,7 +298,7 @@ def main() -> None:
     for name, X in tables.items():
         for protocol in args.protocols:
             for seed in args.seeds:
-                rows += run_one(name, X, protocol, seed, args.methods, args.steps, overrides)
+                rows += run_one(name, X, protocol, seed, args.methods, args.steps, overrides, args.semicontinuous)
                 print(name, protocol, seed, {r["method"]: round(r["error"], 4) for r in rows[-len(args.methods):]},
                       flush=True)
                 pd.DataFrame(rows).to_csv(RESULTS / f"{stem}_partial.csv", index=False)
