@@ -145,13 +145,12 @@ def run_one(name, X, protocol, seed, methods, steps, overrides, semicontinuous=N
     how, mechanism, rate, metric = PROTOCOLS[protocol]
     X = scale(X, how)
     X_true, X_missing, observed = mask(X, mechanism, rate, seed)
+    if semicontinuous is not None:  # found once per masked table; baselines ignore overrides
+        overrides = {**overrides, "column_types": semicontinuous_columns(X_missing, semicontinuous)}
     rows = []
     for method in methods:
-        settings, label = overrides, method
-        if semicontinuous is not None and method not in BASELINES:
-            declared = semicontinuous_columns(X_missing, semicontinuous)
-            settings, label = {**overrides, "column_types": declared}, f"{method}+semi"
-        imputer = make_imputer(method, seed, len(X_missing), steps, settings)
+        label = f"{method}+semi" if semicontinuous is not None and method not in BASELINES else method
+        imputer = make_imputer(method, seed, len(X_missing), steps, overrides)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             start = time.perf_counter()

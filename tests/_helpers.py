@@ -23,6 +23,20 @@ FAST_PARAMS = dict(
     device="cpu",
 )
 
+#: Small networks trained long enough to learn how columns depend on each other.
+LEARNING_PARAMS = dict(
+    latent_dim=2,
+    hidden_width=16,
+    n_hidden_blocks=1,
+    max_iter=60,
+    batch_size=32,
+    learning_rate=3e-3,
+    early_stopping=False,
+    n_impute_samples=32,
+    n_score_samples=64,
+    device="cpu",
+    random_state=0,
+)
 
 
 def correlated_table(n_samples=120, missing_rate=0.25, seed=0):

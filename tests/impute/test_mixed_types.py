@@ -11,20 +11,10 @@ import pytest
 from skmissvae import DeMissVAEImputer, MixtureVAEImputer
 from skmissvae.impute._columns import TableEncoder, infer_column_types
 
+from _helpers import LEARNING_PARAMS
+
 # Small networks, but enough epochs to learn how the categories depend on the numbers.
-PARAMS = dict(
-    latent_dim=2,
-    hidden_width=16,
-    n_hidden_blocks=1,
-    max_iter=60,
-    batch_size=32,
-    learning_rate=3e-3,
-    early_stopping=False,
-    n_impute_samples=32,
-    n_score_samples=64,
-    device="cpu",
-    random_state=0,
-)
+PARAMS = LEARNING_PARAMS
 ESTIMATORS = {
     "mixture": lambda **kw: MixtureVAEImputer(**{**PARAMS, "n_components": 1, "n_particles": 4, **kw}),
     "demissvae": lambda **kw: DeMissVAEImputer(

@@ -8,19 +8,15 @@ import pytest
 
 from skmissvae import DeMissVAEImputer, MixtureVAEImputer
 
-PARAMS = dict(
-    latent_dim=2,
-    hidden_width=16,
-    n_hidden_blocks=1,
-    max_iter=60,
-    batch_size=32,
-    learning_rate=3e-3,
-    early_stopping=False,
-    n_impute_samples=64,
-    n_score_samples=64,
-    device="cpu",
-    random_state=0,
-)
+from _helpers import LEARNING_PARAMS
+
+PARAMS = {**LEARNING_PARAMS, "n_impute_samples": 64}
+TYPES = {"amount": "semicontinuous"}
+
+
+def _mixture(**kw):
+    """A small MIWAE-like imputer (one component, four particles)."""
+    return MixtureVAEImputer(**{**PARAMS, "n_components": 1, "n_particles": 4, **kw})
 
 
 def hurdle_table(n_samples=300, seed=0):
@@ -49,8 +45,7 @@ def table():
 @pytest.fixture(scope="module")
 def fitted(table):
     _, incomplete = table
-    return MixtureVAEImputer(**PARAMS, n_components=1, n_particles=4,
-                             column_types={"amount": "semicontinuous"}).fit(incomplete)
+    return _mixture(column_types=TYPES).fit(incomplete)
 
 
 def test_a_semicontinuous_column_is_centred_on_its_atom(fitted, table):
@@ -76,7 +71,7 @@ def test_draws_hit_the_atom_where_the_hurdle_says_so(fitted, table):
     np.testing.assert_array_equal(draws[:, seen], np.broadcast_to(incomplete.to_numpy()[seen], (200, seen.sum())))
     assert not np.isnan(draws).any()
     # A Gaussian column never draws the atom exactly.
-    gaussian = MixtureVAEImputer(**PARAMS, n_components=1, n_particles=4).fit(incomplete)
+    gaussian = _mixture().fit(incomplete)
     assert (gaussian.sample_imputations(incomplete, n_imputations=20)[:, missing, 1] == 0.0).sum() == 0
 
 
@@ -96,10 +91,9 @@ def test_conditional_mean_imputations(fitted, table):
 
 def test_scores_leave_the_atom_out_of_the_jacobian(table):
     _, incomplete = table
-    types = {"amount": "semicontinuous"}
-    a = MixtureVAEImputer(**PARAMS, n_components=1, n_particles=4, column_types=types).fit(incomplete)
+    a = _mixture(column_types=TYPES).fit(incomplete)
     scaled = incomplete.assign(amount=incomplete["amount"] * 10.0)
-    b = MixtureVAEImputer(**PARAMS, n_components=1, n_particles=4, column_types=types).fit(scaled)
+    b = _mixture(column_types=TYPES).fit(scaled)
     # Rescaling changes the density of a non-zero amount by -log 10, not the probability
     # of an exact 0 (which stays 0 after scaling).
     amount = incomplete["amount"].to_numpy()
@@ -112,8 +106,7 @@ def test_scores_leave_the_atom_out_of_the_jacobian(table):
 def test_a_shifted_atom_gives_the_same_model(table, fitted):
     _, incomplete = table
     shifted = incomplete.assign(amount=incomplete["amount"] + 5.0)
-    other = MixtureVAEImputer(**PARAMS, n_components=1, n_particles=4,
-                              column_types={"amount": "semicontinuous"}).fit(shifted)
+    other = _mixture(column_types=TYPES).fit(shifted)
     assert other.column_encoder_.atoms_[1] == 5.0
     np.testing.assert_allclose(other.score_samples(shifted), fitted.score_samples(incomplete), atol=1e-4)
     np.testing.assert_allclose(other.transform(shifted)["amount"], fitted.transform(incomplete)["amount"] + 5.0,
