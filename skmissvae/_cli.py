@@ -64,6 +64,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _max_iter(text: str) -> int | str:
+    """A positive number of epochs or "auto"."""
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _model_options() -> argparse.ArgumentParser:
     """Options shared by ``impute`` and ``score``: which model and how to train it."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -90,9 +95,9 @@ def _model_options() -> argparse.ArgumentParser:
                             "other values a Gaussian, e.g. amounts or counts that are mostly "
                             "0 (repeat for several)")
     training = parent.add_argument_group("training")
-    training.add_argument("--max-iter", type=_positive_int, default=200, metavar="N",
-                          help="maximum training epochs; early stopping may end sooner "
-                               "(default: %(default)s)")
+    training.add_argument("--max-iter", type=_max_iter, default="auto", metavar="N",
+                          help="maximum training epochs, or 'auto' (at least 200 epochs and "
+                               "5,000 steps); early stopping may end sooner (default: %(default)s)")
     training.add_argument("--random-state", type=int, default=0, metavar="SEED",
                           help="seed of every random choice, so reruns give the same output "
                                "(default: %(default)s)")

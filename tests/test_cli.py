@@ -193,6 +193,14 @@ def test_unknown_method_is_rejected_by_argparse(csv_table, capsys):
     assert "MissSIWAE" in _error(capsys)  # the valid choices are listed
 
 
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_max_iter_takes_a_positive_number_or_auto(csv_table, capsys, value):
+    path, _ = csv_table
+    with pytest.raises(SystemExit):
+        main(["impute", str(path), "-o", "o.csv", "--max-iter", value])
+    assert "expected a positive integer" in _error(capsys)
+
+
 def test_output_is_required(csv_table, capsys):
     path, _ = csv_table
     with pytest.raises(SystemExit):

@@ -9,7 +9,10 @@ model and how to impute, sample and score one standardised batch.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import numbers
+import time
 import warnings
 
 import numpy as np
@@ -41,6 +44,8 @@ _STANDARDISED_LIMIT = 1e6
 _RESCALE_ABOVE = 1e150
 # Training rows on which a fitted model is checked for finite scores and imputations.
 _FINITE_CHECK_ROWS = 64
+# max_iter="auto": at least this many epochs and optimiser steps.
+_AUTO_MIN_EPOCHS, _AUTO_MIN_STEPS = 200, 5000
 
 
 def resolve_device(device: str) -> torch.device:
@@ -80,7 +85,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "min_scale": [Interval(numbers.Real, 0, None, closed="neither")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
         "clip_grad_norm": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "early_stopping": ["boolean"],
@@ -98,7 +103,10 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     }
 
     # -- what subclasses provide ------------------------------------------------------
-    def _fit_model(self, x, observed, generator) -> TrainingResult:
+    # How early stopping holds data out: "rows" or "entries" (see TrainingConfig).
+    _validation_split = "rows"
+
+    def _fit_model(self, x, observed, generator, config: TrainingConfig) -> TrainingResult:
         """Build ``self.model_`` and train it on standardised zero-filled tensors."""
         raise NotImplementedError
 
@@ -151,15 +159,16 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.device_ = resolve_device(self.device)
         generator = torch_generator(self.random_state, self.device_)
         x, mask = self._to_tensors(values, observed, self.device_)
-        # verbose output is drawn here, not in core, so that it can adapt to notebooks.
-        self._progress = TrainingProgress(self.max_iter, self.verbose, label=type(self).__name__)
-        try:
-            result = self._fit_model(x, mask, generator)
-        except BaseException:
-            self.__dict__.pop("model_", None)  # a failed fit leaves no usable model behind
-            raise
-        finally:
-            self.__dict__.pop("_progress").close()
+        config = self._training_config(len(x))
+        result = self._train(x, mask, generator, config, type(self).__name__)
+        # Refit when early stopping restored the weights of an earlier epoch.
+        self.refitted_ = config.validation_split == "entries" and result.best_epoch + 1 < result.n_epochs
+        if self.refitted_:
+            # Held-out entries chose the number of epochs. The weights of that epoch were
+            # trained at a high learning rate on part of the data; a model trained afresh
+            # on every entry, annealed over exactly those epochs, imputes better (see
+            # "Early stopping on held-out entries" in docs/benchmarks.md).
+            result.fit_time += self._refit(x, mask, generator, config, result.best_epoch + 1)
         self._check_trained_model(x, mask, result)
         self.loss_curve_ = result.loss_curve
         self.validation_scores_ = result.validation_scores
@@ -167,14 +176,49 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.n_iter_ = result.n_epochs
         self.fit_time_ = result.fit_time
         scores = result.validation_scores
-        if (self.early_stopping and self.n_iter_ == self.max_iter
+        if (self.early_stopping and self.n_iter_ == config.max_epochs
                 and np.isfinite(scores[-1]) and scores[-1] >= np.nanmax(scores)):
             warnings.warn(
-                f"{type(self).__name__} reached max_iter={self.max_iter} epochs while the "
-                "validation objective was still improving; consider increasing max_iter.",
+                f"{type(self).__name__} reached max_iter ({config.max_epochs} epochs) while "
+                "the validation score was still improving; consider increasing max_iter.",
                 ConvergenceWarning,
             )
         return self
+
+    def _refit(self, x, mask, generator, config, n_epochs) -> float:
+        """Train a fresh model on every entry for ``n_epochs``; return the time taken.
+
+        Should the refit diverge, the model chosen on the held-out entries is kept.
+        """
+        chosen, name = self.model_, type(self).__name__
+        refit = dataclasses.replace(config, max_epochs=n_epochs, validation_fraction=0.0)
+        start = time.perf_counter()
+        try:
+            result = self._train(x, mask, generator, refit, f"{name} refit")
+            finite = not result.n_non_finite_steps and all(
+                bool(torch.isfinite(p).all()) for p in self.model_.parameters()
+            )
+        except NonFiniteLossError:
+            finite = False
+        if not finite:
+            self.model_, self.refitted_ = chosen, False
+            warnings.warn(
+                f"{name}: the refit on all entries produced non-finite losses; the model "
+                "chosen on the held-out entries is kept.",
+                ConvergenceWarning,
+            )
+        return time.perf_counter() - start
+
+    def _train(self, x, mask, generator, config, label) -> TrainingResult:
+        # verbose output is drawn here, not in core, so that it can adapt to notebooks.
+        self._progress = TrainingProgress(config.max_epochs, self.verbose, label=label)
+        try:
+            return self._fit_model(x, mask, generator, config)
+        except BaseException:
+            self.__dict__.pop("model_", None)  # a failed fit leaves no usable model behind
+            raise
+        finally:
+            self.__dict__.pop("_progress").close()
 
     def transform(self, X):
         """Impute missing entries with the model's conditional mean ``E[x_m | x_o]``.
@@ -300,14 +344,23 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             stop = bool(callback(self, info)) or stop
         return stop
 
-    def _training_config(self) -> TrainingConfig:
+    def _max_epochs(self, n_rows: int) -> int:
+        """``max_iter`` with "auto" resolved: at least 200 epochs and 5,000 optimiser steps,
+        the budget after which small tables stopped improving (docs/benchmarks.md)."""
+        if self.max_iter != "auto":
+            return self.max_iter
+        steps_per_epoch = math.ceil(n_rows / min(self.batch_size, n_rows))
+        return max(_AUTO_MIN_EPOCHS, math.ceil(_AUTO_MIN_STEPS / steps_per_epoch))
+
+    def _training_config(self, n_rows: int) -> TrainingConfig:
         return TrainingConfig(
-            max_epochs=self.max_iter,
+            max_epochs=self._max_epochs(n_rows),
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             lr_schedule=self.lr_schedule,
             clip_grad_norm=self.clip_grad_norm,
             validation_fraction=self.validation_fraction if self.early_stopping else 0.0,
+            validation_split=self._validation_split,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
             verbose=0,  # progress is shown by _epoch_end (skmissvae._progress)
@@ -522,6 +575,11 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if encoder is None:
             return GaussianLikelihood(self.min_scale)
         return MixedLikelihood(encoder.blocks_, self.min_scale)
+
+    def _column_groups(self, device):
+        """Encoded columns that are observed or missing together (one-hot blocks), or None."""
+        groups = getattr(self.model_.likelihood, "column_groups", None)
+        return None if groups is None else groups(device)
 
     def _wrap_draws(self, draws: np.ndarray, X):
         """``[M, N, D]`` completed copies as returned by ``sample_imputations``."""

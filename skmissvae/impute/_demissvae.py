@@ -87,8 +87,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         Initial step size of Adam (amsgrad).
     batch_size : int, default=128
         Rows per training step (capped at the number of training rows).
-    max_iter : int, default=200
-        Maximum number of epochs.
+    max_iter : int or "auto", default=200
+        Maximum number of epochs; "auto" gives at least 200 epochs and at least 5,000
+        optimiser steps, as in ``MixtureVAEImputer``.
     lr_schedule : {"cosine", "constant"}, default="cosine"
         Cosine annealing of the step size to 0 over ``max_iter`` epochs, or none.
     clip_grad_norm : float or None, default=5.0
@@ -193,6 +194,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         Epoch whose weights were kept.
     n_iter_ : int
         Epochs run.
+    refitted_ : bool
+        Always False: DeMissVAE holds out rows, not entries, and restores the weights of
+        its best epoch instead of refitting.
     fit_time_ : float
         Seconds spent training.
     device_ : torch.device
@@ -387,7 +391,7 @@ class DeMissVAEImputer(BaseVAEImputer):
             self.imputations_ = imputations
         return self
 
-    def _fit_model(self, x, observed, generator):
+    def _fit_model(self, x, observed, generator, config):
         n_rows, n_features = x.shape
         self.model_ = MissingDataVAE(
             n_features=n_features,
@@ -461,7 +465,7 @@ class DeMissVAEImputer(BaseVAEImputer):
             demissvae_backward(decoder_term, encoder_term, decoder_parameters, encoder_parameters)
 
         result = train(
-            self.model_, objective, x, observed, self._training_config(), generator,
+            self.model_, objective, x, observed, config, generator,
             backward_fn=backward, epoch_start_fn=epoch_start, epoch_end_fn=self._epoch_end,
             validation_fn=validation,
         )
@@ -505,11 +509,6 @@ class DeMissVAEImputer(BaseVAEImputer):
                     imputations[incomplete], observed[incomplete], generator
                 )
         return imputation_mixture(self.model_, imputations, observed)
-
-    def _column_groups(self, device):
-        """Columns drawn together by the empirical initialisation (one-hot blocks), or None."""
-        groups = getattr(self.model_.likelihood, "column_groups", None)
-        return None if groups is None else groups(device)
 
     def _samples_per_row(self, method: str) -> int:
         n_samples = self.n_score_samples if method == "score" else self.n_impute_samples

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from skmissvae.core.model import MissingDataVAE, finite_mixture_objective
-from skmissvae.core.training import NonFiniteLossError, TrainingConfig, split_rows, train
+from skmissvae.core.training import NonFiniteLossError, TrainingConfig, split_entries, split_rows, train
 
 DTYPE = torch.float64
 
@@ -41,6 +41,7 @@ def test_default_config_is_valid_and_frozen():
         {"clip_grad_norm": -1.0},
         {"validation_fraction": -0.1},
         {"validation_fraction": 1.0},
+        {"validation_split": "columns"},
         {"n_iter_no_change": 0},
         {"tol": -1e-3},
         {"tol": math.nan},
@@ -86,6 +87,26 @@ def test_split_rows_partitions_the_rows():
     assert sorted(torch.cat([train_rows, val_rows]).tolist()) == list(range(50))
     train_rows, val_rows = split_rows(3, 0.2, _generator())  # too few rows for a validation split
     assert len(val_rows) == 0 and sorted(train_rows.tolist()) == [0, 1, 2]
+
+
+def test_split_entries_holds_out_observed_entries_but_never_a_whole_row():
+    observed = torch.rand(400, 6, generator=_generator(1)) < 0.6
+    observed[0] = False
+    observed[0, 2] = True  # a row with one observed entry keeps it
+    held = split_entries(observed, 0.3, _generator())
+    assert not (held & ~observed).any()
+    assert (observed & ~held).any(1)[observed.any(1)].all()
+    assert not held[0].any()
+    assert abs(held.sum().item() / observed.sum().item() - 0.3) < 0.05
+    assert torch.equal(held, split_entries(observed, 0.3, _generator()))
+
+
+def test_split_entries_holds_out_a_group_of_columns_as_a_whole():
+    observed = torch.ones(300, 5, dtype=torch.bool)
+    groups = torch.tensor([0, 1, 1, 1, 2])  # columns 1-3: one categorical variable
+    held = split_entries(observed, 0.4, _generator(), groups)
+    assert (held[:, 1:4] == held[:, 1:2]).all()
+    assert held[:, 1].any() and not held[:, 1].all()
 
 
 # -- a one-parameter "model" whose trajectory under Adam is known --------------------------
@@ -189,6 +210,79 @@ def test_a_fall_beyond_two_standard_errors_stops_and_restores_the_best():
     assert result.stopped_early and result.n_epochs < 100
     assert result.best_epoch == 9  # theta = 0.1 * epochs
     assert math.isclose(model.theta.item(), 1.0, abs_tol=1e-6)
+
+
+def _entries_config(**settings):
+    return TrainingConfig(
+        batch_size=64, learning_rate=0.1, lr_schedule="constant", clip_grad_norm=None,
+        validation_fraction=0.25, validation_split="entries", tol=0.015, **settings,
+    )
+
+
+def _held_out_score(model):
+    """Training pushes theta up; every row's held-out score is -(theta - 1)^2."""
+
+    def held_out(x, observed, x_target, held, generator):
+        return -((model.theta - 1.0) ** 2).expand(len(x))
+
+    return held_out
+
+
+def test_entries_are_held_out_of_training_and_scored_against_their_values():
+    x = torch.arange(1.0, 121.0, dtype=DTYPE).reshape(30, 4)
+    observed = torch.rand(30, 4, generator=_generator(2)) < 0.8
+    x_filled = torch.where(observed, x, 0.0)
+    model, trained, scored = Scalar(), [], []
+
+    def objective(xb, ob, rows, generator):
+        trained.append((xb.clone(), ob.clone(), rows.clone()))
+        return model.theta.expand(len(xb))
+
+    def held_out(xb, ob, x_target, held, generator):
+        scored.append((xb.clone(), ob.clone(), x_target.clone(), held.clone()))
+        return torch.zeros(len(xb), dtype=DTYPE)
+
+    config = _entries_config(max_epochs=1, n_iter_no_change=5)
+    train(model, objective, x_filled, observed, config, _generator(), held_out_fn=held_out)
+    held = split_entries(observed, 0.25, _generator())  # the split train drew first
+    assert held.any()
+    assert sorted(torch.cat([rows for _, _, rows in trained]).tolist()) == list(range(30))
+    for xb, ob, rows in trained:  # every row trains, without its held-out entries
+        assert torch.equal(ob, observed[rows] & ~held[rows])
+        assert (xb[held[rows]] == 0).all()
+    xb, ob, x_target, held_rows = (torch.cat(parts) for parts in zip(*scored, strict=True))
+    assert torch.equal(held_rows, held[held.any(1)])  # scored: the rows with held-out entries
+    assert torch.equal(x_target[held_rows], x[held])
+    assert not (ob & held_rows).any()
+
+
+def test_entries_rule_stops_after_epochs_without_a_new_best_and_restores_it():
+    """Any epoch without a new best by more than tol counts, however small the fall."""
+    model = Scalar()
+    config = _entries_config(max_epochs=100, n_iter_no_change=3)
+    result = train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(40), config,
+                   _generator(), held_out_fn=_held_out_score(model))
+    assert result.stopped_early
+    # theta = 0.1 * epochs: the last gain above tol is that of theta = 0.9 (epoch index 8).
+    assert result.best_epoch == 8 and result.n_epochs == 8 + 1 + 3
+    assert math.isclose(model.theta.item(), 0.9, abs_tol=1e-6)
+
+
+def test_entries_rule_keeps_the_final_weights_when_training_runs_to_the_end():
+    model = Scalar()
+    config = _entries_config(max_epochs=12, n_iter_no_change=5)
+    result = train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(40), config,
+                   _generator(), held_out_fn=_held_out_score(model))
+    assert not result.stopped_early and result.best_epoch == 11
+    assert max(result.validation_scores) > result.validation_scores[-1]
+    assert math.isclose(model.theta.item(), 1.2, rel_tol=1e-6)
+
+
+def test_entries_split_needs_a_held_out_function():
+    model = Scalar()
+    with pytest.raises(ValueError, match="held_out_fn"):
+        train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(8),
+              _entries_config(max_epochs=1), _generator())
 
 
 def test_without_validation_training_runs_all_epochs():

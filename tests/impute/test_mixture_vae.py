@@ -22,7 +22,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _helpers import script_validation
+from _helpers import LEARNING_PARAMS, script_validation
 from skmissvae import METHODS, MixtureVAEImputer
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -294,24 +294,42 @@ def test_early_stopping_records_validation_scores(make_imputer, X_missing):
     assert imputer.best_iteration_ in (imputer.n_iter_, best)
 
 
-def test_early_stopping_stops_on_a_sustained_fall_and_restores_the_best(
+def test_early_stopping_stops_without_a_new_best_and_refits_for_the_best_epochs(
     make_imputer, X_missing, monkeypatch
 ):
-    script_validation(monkeypatch, [-5.0, -4.0, -4.5, -4.6])
-    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=40, tol=0.1)
+    # A fall smaller than tol counts too: the held-out entries are the same every epoch.
+    script_validation(monkeypatch, [-5.0, -4.0, -4.05, -4.02])
+    epochs = []
+    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=40, tol=0.1,
+                           callbacks=[lambda imp, info: epochs.append(info["epoch"])])
     imputer.fit(X_missing)
-    assert imputer.n_iter_ == 4 and imputer.best_iteration_ == 2
-    assert imputer.validation_scores_ == [-5.0, -4.0, -4.5, -4.6]
+    assert imputer.n_iter_ == 4 and imputer.best_iteration_ == 2 and imputer.refitted_
+    assert imputer.validation_scores_ == [-5.0, -4.0, -4.05, -4.02]
+    assert epochs == [1, 2, 3, 4, 1, 2]  # the search, then the refit on every entry
+    assert np.isfinite(imputer.transform(X_missing)).all()
 
 
-def test_early_stopping_keeps_the_final_weights_after_a_small_fall(
+def test_early_stopping_keeps_the_final_weights_when_it_does_not_stop(
     make_imputer, X_missing, monkeypatch
 ):
-    # Falls of at most tol never count toward stopping, and the final weights are kept.
     script_validation(monkeypatch, [-5.0, -4.0, -4.05, -4.5, -4.05])
-    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=5, tol=0.1)
+    imputer = make_imputer(early_stopping=True, n_iter_no_change=4, max_iter=5, tol=0.1)
     imputer.fit(X_missing)
-    assert imputer.n_iter_ == imputer.best_iteration_ == 5
+    assert imputer.n_iter_ == imputer.best_iteration_ == 5 and not imputer.refitted_
+
+
+def test_early_stopping_scores_the_imputation_of_held_out_entries():
+    # Two near copies of one column. An entry is held out only where its row keeps another
+    # observed entry, its twin: predictable, so the held-out squared error (the negated
+    # validation score) falls far below the column's variance as training goes on.
+    rng = np.random.default_rng(0)
+    column = rng.normal(size=(400, 1))
+    X = np.hstack([column, column + 0.05 * rng.normal(size=(400, 1))])
+    X[rng.random(X.shape) < 0.2] = np.nan
+    params = {**LEARNING_PARAMS, "early_stopping": True, "n_iter_no_change": 60, "validation_fraction": 0.3}
+    scores = np.asarray(MixtureVAEImputer(**params).fit(X).validation_scores_)
+    assert (scores <= 0).all()
+    assert scores[-5:].mean() > 0.1 * scores[:2].mean()
 
 
 def test_convergence_warning_when_max_iter_cuts_off_improvement(
@@ -818,3 +836,20 @@ def test_min_scale_bounds_the_spread_of_the_draws(make_imputer):
         spread[min_scale] = draws.std(axis=0).mean() / imputer.scale_[1]
     assert spread[2.0] > 1.8, spread
     assert spread[1e-5] < 0.5 * spread[2.0], spread
+
+
+@pytest.mark.parametrize(("n_rows", "expected"), [(100, 5000), (1000, 625), (20_000, 200)])
+def test_max_iter_auto_gives_200_epochs_and_5000_steps_at_least(n_rows, expected):
+    imputer = MixtureVAEImputer(batch_size=128)
+    assert imputer.max_iter == "auto"
+    assert imputer._max_epochs(n_rows) == expected  # 1, 8 and 157 steps per epoch
+    assert MixtureVAEImputer(max_iter=7)._max_epochs(n_rows) == 7
+
+
+def test_max_iter_auto_is_resolved_for_training(make_imputer, X_missing):
+    # 120 rows in batches of 60: 2 steps per epoch, so "auto" plans 2,500 epochs.
+    planned = []
+    imputer = make_imputer(max_iter="auto", batch_size=60,
+                           callbacks=[lambda imp, info: planned.append(imp._progress.max_epochs) or True])
+    imputer.fit(X_missing)
+    assert planned == [2500] and imputer.n_iter_ == 1
