@@ -69,8 +69,11 @@ def classifier():
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
 
-def vae(seed: int, n_rows: int, steps: int) -> MixtureVAEImputer:
-    steps_per_epoch = math.ceil(0.9 * n_rows / 128)
+def vae(seed: int, n_rows: int, steps: int | None) -> MixtureVAEImputer:
+    """The default imputer; with ``steps``, ``max_iter`` set for about that many steps."""
+    if steps is None:
+        return MixtureVAEImputer(random_state=seed, device="cpu")
+    steps_per_epoch = math.ceil(n_rows / 128)
     return MixtureVAEImputer(max_iter=max(20, math.ceil(steps / steps_per_epoch)), random_state=seed, device="cpu")
 
 
@@ -205,7 +208,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=["breast_cancer", "spambase"])
-    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per VAE fit")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimiser steps per VAE fit (default: the estimator's max_iter='auto')")
     parser.add_argument("--draws", type=int, default=20, help="imputations for pooling")
     parser.add_argument("--coverage-draws", type=int, default=500, help="draws per cell for intervals and CRPS")
     parser.add_argument("--max-rows", type=int, default=2000)
@@ -234,7 +238,9 @@ def main() -> None:
     settings = (
         f"{MISSING_RATE:.0%} MCAR over all feature entries; stratified 70/30 train/test split per seed "
         f"{args.seeds}; at most {args.max_rows} rows. Classifier: StandardScaler + LogisticRegression. "
-        f"MissSIWAE: MixtureVAEImputer defaults with about {args.steps} optimiser steps. MICE: "
+        + ("MissSIWAE: MixtureVAEImputer defaults. " if args.steps is None else
+           f"MissSIWAE: MixtureVAEImputer defaults with about {args.steps} optimiser steps. ")
+        + "MICE: "
         f"IterativeImputer(BayesianRidge, max_iter=10); its multiple imputations are repeated transforms "
         f"of one IterativeImputer(sample_posterior=True). Pooling uses M={args.draws} imputations; coverage, widths (in training "
         f"standard deviations) and CRPS use M={args.coverage_draws} draws. The interval between the empirical "

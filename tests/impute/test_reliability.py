@@ -27,7 +27,7 @@ from skmissvae import DeMissVAEImputer, MixtureVAEImputer
 from skmissvae.core.training import NonFiniteLossError
 
 
-from _helpers import FAST_PARAMS, correlated_table
+from _helpers import FAST_PARAMS, correlated_table, script_validation
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -409,7 +409,26 @@ def test_non_finite_losses_are_skipped_and_best_state_restored(make):
     with pytest.warns(ConvergenceWarning, match="non-finite loss"):
         imputer.fit(X)
     assert imputer.n_iter_ < 30  # stopped when the faults persisted
-    assert imputer.best_iteration_ == 1
+    assert imputer.best_iteration_ == 1 and not imputer.refitted_
+    assert all(torch.isfinite(p).all() for p in imputer.model_.parameters())
+    check_outputs(imputer, X)
+
+
+def test_a_diverging_refit_keeps_the_model_chosen_on_held_out_entries(monkeypatch):
+    script_validation(monkeypatch, [-1.0, -2.0])  # stop after epoch 3, the best is epoch 1
+    epochs = []
+
+    def poison_the_refit(imputer, info):
+        epochs.append(info["epoch"])
+        if len(epochs) > 3:
+            _poison_after_first_epoch(imputer, info)
+
+    X = correlated_table(40)[1]
+    imputer = _mixture(early_stopping=True, n_iter_no_change=2, max_iter=10, callbacks=[poison_the_refit])
+    with pytest.warns(ConvergenceWarning, match="refit on all entries diverged"):
+        imputer.fit(X)
+    assert epochs == [1, 2, 3, 1] and imputer.n_iter_ == 3 and imputer.best_iteration_ == 1
+    assert not imputer.refitted_
     assert all(torch.isfinite(p).all() for p in imputer.model_.parameters())
     check_outputs(imputer, X)
 
