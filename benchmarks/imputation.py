@@ -211,8 +211,10 @@ def plot(frame: pd.DataFrame, methods: list[str], path: Path) -> None:
 def write_report(frame: pd.DataFrame, stem: str, command: str, notes: list[str], settings: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / f"{stem}.csv", index=False)
-    vaes = OURS + OPT_IN + [f"{m}+semi" for m in OURS + OPT_IN]
-    methods = [m for m in BASELINES + vaes if m in set(frame["method"])]
+    known = OURS + OPT_IN + [f"{m}+semi" for m in OURS + OPT_IN]
+    present = set(frame["method"])
+    vaes = [m for m in known if m in present] + sorted(present - set(known) - set(BASELINES))
+    methods = [m for m in BASELINES if m in present] + vaes
     plot(frame, methods, RESULTS / f"{stem}.png")
     rank = ranks(frame)
     best_ours = [m for m in vaes if m in rank.columns]
@@ -240,11 +242,26 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, notes: list[str],
                         f"pairs; per protocol: "
                         + ", ".join(f"{p} {int(w.sum())}/{len(w)}" for p, w in wins.groupby(level="protocol"))
                         + ".\n")
+                # Per data set: the error relative to MissForest's, averaged over protocols.
+                ratio = (means[ours] / means["missforest"]).groupby(level="dataset").mean()
+                f.write(f"Per data set, {ours}'s error relative to MissForest's (mean over protocols) "
+                        f"is below 1 on {int((ratio < 1).sum())} of {len(ratio)}: "
+                        + ", ".join(f"{d} {r:.3f}" for d, r in ratio.items()) + ".\n")
         times = frame.groupby("method")[["fit_time_s", "transform_time_s"]].median()
         f.write("\n## Median fit and transform times (s, one thread, over all runs)\n\n")
         f.write(markdown_table(times.loc[methods], "{:.3f}"))
         f.write(f"\n![imputation]({stem}.png)\n")
     print(avg[methods].round(2).to_string())
+
+
+def read_labelled(item: str) -> pd.DataFrame:
+    """Rows of ``results/STEM.csv``; with ``STEM:LABEL`` our methods become "name (LABEL)"."""
+    stem, _, label = item.partition(":")
+    frame = pd.read_csv(RESULTS / f"{stem}.csv")
+    if label:
+        ours = ~frame["method"].isin(BASELINES)
+        frame.loc[ours, "method"] = frame.loc[ours, "method"] + f" ({label})"
+    return frame
 
 
 def main() -> None:
@@ -264,7 +281,7 @@ def main() -> None:
                              "(method names get '+semi')")
     parser.add_argument("--output", default="imputation", help="results file stem")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, iris and wine, 100 steps")
-    parser.add_argument("--merge", nargs="+", metavar="STEM",
+    parser.add_argument("--merge", nargs="+", metavar="STEM[:LABEL]",
                         help="only re-render: combine results/STEM.csv files (rows of --datasets and --seeds)")
     parser.add_argument("--note", default="", help="extra sentence for the report (e.g. where merged rows came from)")
     args = parser.parse_args()
@@ -291,7 +308,7 @@ def main() -> None:
     if args.note:
         settings += " " + args.note
     if args.merge:
-        frame = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.merge])
+        frame = pd.concat([read_labelled(item) for item in args.merge])
         frame = frame[frame["dataset"].isin(args.datasets) & frame["seed"].isin(args.seeds)]
         write_report(frame, args.output, command, notes, settings)
         return

@@ -6,8 +6,8 @@ Progress, logging and callbacks
 an upper estimate of the time left: one line rewritten in place on a terminal, about ten
 lines in a notebook or a log file. For your own tools, ``callbacks`` are called after each
 epoch with the estimator and a dictionary ``info`` with the keys ``epoch``, ``loss``,
-``validation_score`` and ``elapsed``; returning True stops training (the best weights are
-kept).
+``validation_score`` and ``elapsed``; returning True stops training and keeps the weights
+of that epoch.
 """
 
 import logging
