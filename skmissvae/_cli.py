@@ -95,7 +95,7 @@ def _model_options() -> argparse.ArgumentParser:
                             "other values a Gaussian, e.g. amounts or counts that are mostly "
                             "0 (repeat for several)")
     training = parent.add_argument_group("training")
-    training.add_argument("--max-iter", type=_max_iter, default="auto", metavar="N",
+    training.add_argument("--max-iter", type=_max_iter, default=200, metavar="N",
                           help="maximum training epochs, or 'auto' (at least 200 epochs and "
                                "5,000 steps); early stopping may end sooner (default: %(default)s)")
     training.add_argument("--random-state", type=int, default=0, metavar="SEED",

@@ -61,7 +61,8 @@ def test_verbose_2_prints_every_epoch(make_imputer, X_missing, capsys):
 
 def test_early_stopping_reports_the_last_epoch_run(make_imputer, X_missing, capsys, monkeypatch):
     script_validation(monkeypatch, [-1.0, -2.0])
-    imputer = make_imputer(verbose=1, max_iter=50, early_stopping=True, n_iter_no_change=1).fit(X_missing)
+    imputer = make_imputer(verbose=1, max_iter=50, early_stopping=True, validation_split="entries",
+                           n_iter_no_change=1).fit(X_missing)
     assert imputer.n_iter_ == 2 and imputer.refitted_
     lines = capsys.readouterr().out.splitlines()
     # The search's last line names the epoch it stopped at; the refit reports on its own.

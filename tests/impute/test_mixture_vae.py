@@ -294,13 +294,34 @@ def test_early_stopping_records_validation_scores(make_imputer, X_missing):
     assert imputer.best_iteration_ in (imputer.n_iter_, best)
 
 
-def test_early_stopping_stops_without_a_new_best_and_refits_for_the_best_epochs(
+def test_early_stopping_stops_on_a_sustained_fall_and_restores_the_best(
+    make_imputer, X_missing, monkeypatch
+):
+    script_validation(monkeypatch, [-5.0, -4.0, -4.5, -4.6])
+    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=40, tol=0.1)
+    imputer.fit(X_missing)
+    assert imputer.n_iter_ == 4 and imputer.best_iteration_ == 2 and not imputer.refitted_
+    assert imputer.validation_scores_ == [-5.0, -4.0, -4.5, -4.6]
+
+
+def test_early_stopping_keeps_the_final_weights_after_a_small_fall(
+    make_imputer, X_missing, monkeypatch
+):
+    # Falls of at most tol never count toward stopping, and the final weights are kept.
+    script_validation(monkeypatch, [-5.0, -4.0, -4.05, -4.5, -4.05])
+    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=5, tol=0.1)
+    imputer.fit(X_missing)
+    assert imputer.n_iter_ == imputer.best_iteration_ == 5
+
+
+def test_entries_split_stops_without_a_new_best_and_refits_for_the_best_epochs(
     make_imputer, X_missing, monkeypatch
 ):
     # A fall smaller than tol counts too: the held-out entries are the same every epoch.
     script_validation(monkeypatch, [-5.0, -4.0, -4.05, -4.02])
     epochs = []
-    imputer = make_imputer(early_stopping=True, n_iter_no_change=2, max_iter=40, tol=0.1,
+    imputer = make_imputer(early_stopping=True, validation_split="entries", n_iter_no_change=2,
+                           max_iter=40, tol=0.1,
                            callbacks=[lambda imp, info: epochs.append(info["epoch"])])
     imputer.fit(X_missing)
     assert imputer.n_iter_ == 4 and imputer.best_iteration_ == 2 and imputer.refitted_
@@ -309,16 +330,17 @@ def test_early_stopping_stops_without_a_new_best_and_refits_for_the_best_epochs(
     assert np.isfinite(imputer.transform(X_missing)).all()
 
 
-def test_early_stopping_keeps_the_final_weights_when_it_does_not_stop(
+def test_entries_split_keeps_the_final_weights_when_it_does_not_stop(
     make_imputer, X_missing, monkeypatch
 ):
     script_validation(monkeypatch, [-5.0, -4.0, -4.05, -4.5, -4.05])
-    imputer = make_imputer(early_stopping=True, n_iter_no_change=4, max_iter=5, tol=0.1)
+    imputer = make_imputer(early_stopping=True, validation_split="entries", n_iter_no_change=4,
+                           max_iter=5, tol=0.1)
     imputer.fit(X_missing)
     assert imputer.n_iter_ == imputer.best_iteration_ == 5 and not imputer.refitted_
 
 
-def test_early_stopping_scores_the_imputation_of_held_out_entries():
+def test_entries_split_scores_the_imputation_of_held_out_entries():
     # Two near copies of one column. An entry is held out only where its row keeps another
     # observed entry, its twin: predictable, so the held-out squared error (the negated
     # validation score) falls far below the column's variance as training goes on.
@@ -326,7 +348,8 @@ def test_early_stopping_scores_the_imputation_of_held_out_entries():
     column = rng.normal(size=(400, 1))
     X = np.hstack([column, column + 0.05 * rng.normal(size=(400, 1))])
     X[rng.random(X.shape) < 0.2] = np.nan
-    params = {**LEARNING_PARAMS, "early_stopping": True, "n_iter_no_change": 60, "validation_fraction": 0.3}
+    params = {**LEARNING_PARAMS, "early_stopping": True, "validation_split": "entries",
+              "n_iter_no_change": 60, "validation_fraction": 0.3}
     scores = np.asarray(MixtureVAEImputer(**params).fit(X).validation_scores_)
     assert (scores <= 0).all()
     assert scores[-5:].mean() > 0.1 * scores[:2].mean()
@@ -840,8 +863,7 @@ def test_min_scale_bounds_the_spread_of_the_draws(make_imputer):
 
 @pytest.mark.parametrize(("n_rows", "expected"), [(100, 5000), (1000, 625), (20_000, 200)])
 def test_max_iter_auto_gives_200_epochs_and_5000_steps_at_least(n_rows, expected):
-    imputer = MixtureVAEImputer(batch_size=128)
-    assert imputer.max_iter == "auto"
+    imputer = MixtureVAEImputer(batch_size=128, max_iter="auto")
     assert imputer._max_epochs(n_rows) == expected  # 1, 8 and 157 steps per epoch
     assert MixtureVAEImputer(max_iter=7)._max_epochs(n_rows) == 7
 

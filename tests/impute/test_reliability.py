@@ -424,7 +424,8 @@ def test_a_diverging_refit_keeps_the_model_chosen_on_held_out_entries(monkeypatc
             _poison_after_first_epoch(imputer, info)
 
     X = correlated_table(40)[1]
-    imputer = _mixture(early_stopping=True, n_iter_no_change=2, max_iter=10, callbacks=[poison_the_refit])
+    imputer = _mixture(early_stopping=True, validation_split="entries", n_iter_no_change=2, max_iter=10,
+                       callbacks=[poison_the_refit])
     with pytest.warns(ConvergenceWarning, match="refit on all entries diverged"):
         imputer.fit(X)
     assert epochs == [1, 2, 3, 1] and imputer.n_iter_ == 3 and imputer.best_iteration_ == 1
