@@ -24,7 +24,8 @@ __all__ = ["TrainingConfig", "TrainingResult", "train", "split_entries", "NonFin
 # (x_filled [B, D], observed [B, D], rows [B] indices into the training set, generator) -> [B]
 ObjectiveFn = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
 # (x_filled [B, D], observed [B, D], x_target [B, D], held_out [B, D], generator) -> [B]:
-# the log-density of the held-out entries given the observed ones.
+# a per-row score (higher is better) of how well the held-out entries, whose values are in
+# x_target, are predicted from the observed ones, e.g. minus an imputation's squared error.
 HeldOutFn = Callable[[Tensor, Tensor, Tensor, Tensor, torch.Generator], Tensor]
 
 
@@ -53,8 +54,8 @@ class TrainingConfig:
         early stopping).
     validation_split : {"rows", "entries"}
         Hold out whole rows (scored with the validation function) or single observed
-        entries of every row (scored by their predictive log-density given the rest of
-        the row, which is what an imputer is asked for).
+        entries of every row (scored by how well they are predicted from the rest of the
+        row, which is what an imputer is asked for).
     n_iter_no_change : int
         Epochs in a row with the validation score clearly below its best (by more than
         ``tol`` and than two standard errors) before training stops.
@@ -202,8 +203,8 @@ def train(
     validation_fn : callable, optional
         Per-row score of validation rows for early stopping (default: ``objective_fn``).
     held_out_fn : callable, optional
-        With ``validation_split="entries"`` (required then): the per-row log-density of
-        the held-out entries given the training entries, see ``HeldOutFn``. The held-out
+        With ``validation_split="entries"`` (required then): the per-row score of the
+        held-out entries given the training entries, see ``HeldOutFn``. The held-out
         entries are removed from ``x_filled`` and ``observed`` for training.
     entry_groups : Tensor ``[D]``, optional
         Column group ids for ``split_entries``.
