@@ -44,7 +44,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
-from skmissvae import MixtureVAEImputer
 from skmissvae.datasets import make_mar, make_mcar, make_mnar
 
 from _report import RESULTS, header, markdown_table, parse_settings
@@ -114,9 +113,9 @@ def make_imputer(method: str, seed: int, n_rows: int, steps: int, overrides: dic
         forest = ExtraTreesRegressor(n_estimators=50, max_features="sqrt", random_state=seed, n_jobs=1)
         return IterativeImputer(estimator=forest, max_iter=10, random_state=seed)
     cls, params = VARIANTS[method]
-    # A fixed number of optimiser steps, not epochs: small tables need many epochs.
-    # MixtureVAEImputer trains on every row (it holds out entries); DeMissVAE on 90 %.
-    share = 1.0 if cls is MixtureVAEImputer else 0.9
+    # A fixed number of optimiser steps, not epochs: small tables need many epochs. Every
+    # row trains when entries are held out; 90 % when rows are.
+    share = 1.0 if {**params, **overrides}.get("validation_split") == "entries" else 0.9
     steps_per_epoch = math.ceil(share * n_rows / 128)
     settings = {"max_iter": max(20, math.ceil(steps / steps_per_epoch)), "random_state": seed, "device": "cpu"}
     return cls(**params, **{**settings, **overrides})

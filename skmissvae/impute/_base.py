@@ -194,7 +194,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         start = time.perf_counter()
         try:
             self._train(x, mask, generator, refit, f"{name} refit")
-            finite = all(bool(torch.isfinite(p).all()) for p in self.model_.parameters())
+            finite = self._weights_finite()
         except NonFiniteLossError:
             finite = False
         if not finite:
@@ -205,6 +205,9 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 ConvergenceWarning,
             )
         return time.perf_counter() - start
+
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model_.parameters())
 
     def _train(self, x, mask, generator, config, label) -> TrainingResult:
         # verbose output is drawn here, not in core, so that it can adapt to notebooks.
@@ -474,7 +477,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         that would output NaN is never kept: it is removed and an error raised.
         """
         rows = slice(0, _FINITE_CHECK_ROWS)
-        finite = all(bool(torch.isfinite(p).all()) for p in self.model_.parameters())
+        finite = self._weights_finite()
         if finite:
             # A fixed seed: the check must not consume the estimator's random stream.
             generator = torch.Generator(device=x.device).manual_seed(0)

@@ -107,8 +107,8 @@ class MixtureVAEImputer(BaseVAEImputer):
         on every entry for the best number of epochs, with the schedule annealed over
         them (``refitted_``). A fit that runs to ``max_iter`` keeps its final weights; the
         held-out entries then never reach the model. With ``max_iter="auto"`` this
-        imputed tables of 500 to 1,000 rows 5-16 % better than the default and tables of
-        under 200 rows worse (see "Early stopping on held-out entries" in
+        imputed some tables of 500 to 1,000 rows 4-17 % better than the default, and
+        tables of a few hundred rows or fewer up to 65 % worse (see "Early stopping on held-out entries" in
         ``docs/benchmarks.md``).
     n_iter_no_change : int, default=50
     tol : float, default=1e-3
