@@ -98,6 +98,11 @@ def _model_options() -> argparse.ArgumentParser:
     training.add_argument("--max-iter", type=_max_iter, default=200, metavar="N",
                           help="maximum training epochs, or 'auto' (at least 200 epochs and "
                                "5,000 steps); early stopping may end sooner (default: %(default)s)")
+    training.add_argument("--validation-split", choices=["rows", "entries"], default="rows",
+                          help="what early stopping holds out: 10 %% of the rows (watching their "
+                               "log-likelihood) or 10 %% of the observed entries (watching how well "
+                               "they are imputed, then refitting on everything); not for DeMissVAE "
+                               "(default: %(default)s)")
     training.add_argument("--random-state", type=int, default=0, metavar="SEED",
                           help="seed of every random choice, so reruns give the same output "
                                "(default: %(default)s)")
@@ -273,6 +278,9 @@ def _build_estimator(args, frame):
     if args.method == "DeMissVAE":
         if args.n_particles is not None:
             raise CommandError("--n-particles does not apply to DeMissVAE.")
+        if args.validation_split != "rows":
+            raise CommandError("--validation-split entries does not apply to DeMissVAE: its "
+                               "stored imputations would carry the held-out entries into training.")
         extra = {} if args.n_components is None else {"n_imputations": args.n_components}
         return DeMissVAEImputer(**common, **extra)
     params = dict(METHODS[args.method])
@@ -288,7 +296,7 @@ def _build_estimator(args, frame):
         params["n_particles"] = args.n_particles
     elif k > 1 and params.get("sampling") == "stratified":
         params["n_particles"] = k * math.ceil(5 / k)  # stratified: a draw from every component
-    return MixtureVAEImputer(**params, **common)
+    return MixtureVAEImputer(**params, **common, validation_split=args.validation_split)
 
 
 def _fit(estimator, frame):

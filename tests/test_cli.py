@@ -146,6 +146,19 @@ def test_semicontinuous_columns_draw_exact_zeros(tmp_path):
     assert not filled.isna().any() and (filled == 0.0).any() and (filled != 0.0).any()
 
 
+def test_validation_split_entries_reaches_the_estimator(csv_table, tmp_path):
+    import skmissvae
+
+    path, _ = csv_table
+    model = tmp_path / "model.skm"
+    args = ["impute", str(path), "-o", str(tmp_path / "o.csv"), "--save-model", str(model)]
+    assert main([*args, "--validation-split", "entries", *FAST]) == 0
+    fitted = skmissvae.load(model)
+    assert fitted.validation_split == "entries"
+    # Two epochs never stop early, so the model trained with its entries held out is kept.
+    assert fitted.refitted_ is False and len(fitted.validation_scores_) == 2
+
+
 def test_dates_are_refused_with_the_column_named(tmp_path):
     from skmissvae._cli import CommandError, _check_columns
 
@@ -168,13 +181,16 @@ def test_dates_are_refused_with_the_column_named(tmp_path):
          "multiple of n_components"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--method", "DeMissVAE",
                     "--n-particles", "4"], "does not apply to DeMissVAE"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--method", "DeMissVAE",
+                    "--validation-split", "entries"], "entries does not apply to DeMissVAE"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "sex"],
          "does not have: ['sex']"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "age",
                     "--categorical", "age"], "declared --categorical and --binary"),
     ],
     ids=["missing-input", "bad-output-type", "bad-input-type", "missing-folder", "empty-file",
-         "single-gaussian-components", "particles", "demissvae-particles", "unknown-column",
+         "single-gaussian-components", "particles", "demissvae-particles", "demissvae-entries",
+         "unknown-column",
          "two-types"],
 )
 def test_input_errors_exit_2_with_a_message(csv_table, tmp_path, capsys, make_args, message):
