@@ -254,11 +254,14 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, notes: list[str],
 
 
 def read_labelled(item: str) -> pd.DataFrame:
-    """Rows of ``results/STEM.csv``; with ``STEM:LABEL`` our methods become "name (LABEL)"."""
+    """Rows of ``results/STEM.csv``; with ``STEM:LABEL`` our methods become "name (LABEL)",
+    with ``STEM:=NAME`` they become NAME (to pool runs of one setting whose names differ)."""
     stem, _, label = item.partition(":")
     frame = pd.read_csv(RESULTS / f"{stem}.csv")
-    if label:
-        ours = ~frame["method"].isin(BASELINES)
+    ours = ~frame["method"].isin(BASELINES)
+    if label.startswith("="):
+        frame.loc[ours, "method"] = label[1:]
+    elif label:
         frame.loc[ours, "method"] = frame.loc[ours, "method"] + f" ({label})"
     return frame
 
@@ -281,7 +284,9 @@ def main() -> None:
     parser.add_argument("--output", default="imputation", help="results file stem")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, iris and wine, 100 steps")
     parser.add_argument("--merge", nargs="+", metavar="STEM[:LABEL]",
-                        help="only re-render: combine results/STEM.csv files (rows of --datasets and --seeds)")
+                        help="only re-render: combine results/STEM.csv files (rows of --datasets and "
+                             "--seeds); STEM:LABEL appends ' (LABEL)' to our methods' names, "
+                             "STEM:=NAME renames them NAME")
     parser.add_argument("--note", default="", help="extra sentence for the report (e.g. where merged rows came from)")
     args = parser.parse_args()
     command = "python benchmarks/imputation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
