@@ -23,6 +23,9 @@ Usage::
 
     python benchmarks/imputation.py --quick
     python benchmarks/imputation.py --seeds 0 1 2 3 4 --steps 1500
+    # a table at full size (letter: 20,000 rows) with a budget to match
+    python benchmarks/imputation.py --seeds 0 1 2 --datasets letter --max-rows 20000 \
+        --methods missforest MIWAE-20 --steps 20000
 
 Writes ``benchmarks/results/imputation.md``, ``.csv`` and ``.png``.
 """
