@@ -190,8 +190,7 @@ def test_dates_are_refused_with_the_column_named(tmp_path):
     ],
     ids=["missing-input", "bad-output-type", "bad-input-type", "missing-folder", "empty-file",
          "single-gaussian-components", "particles", "demissvae-particles", "demissvae-entries",
-         "unknown-column",
-         "two-types"],
+         "unknown-column", "two-types"],
 )
 def test_input_errors_exit_2_with_a_message(csv_table, tmp_path, capsys, make_args, message):
     (tmp_path / "empty.csv").write_text("")
