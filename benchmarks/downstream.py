@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=["breast_cancer", "spambase"])
     parser.add_argument("--steps", type=int, default=None,
-                        help="optimiser steps per VAE fit (default: the estimator's max_iter='auto')")
+                        help="optimiser steps per VAE fit (default: the estimator's own max_iter)")
     parser.add_argument("--draws", type=int, default=20, help="imputations for pooling")
     parser.add_argument("--coverage-draws", type=int, default=500, help="draws per cell for intervals and CRPS")
     parser.add_argument("--max-rows", type=int, default=2000)

@@ -103,9 +103,6 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     }
 
     # -- what subclasses provide ------------------------------------------------------
-    # How early stopping holds data out: "rows" or "entries" (see TrainingConfig).
-    _validation_split = "rows"
-
     def _fit_model(self, x, observed, generator, config: TrainingConfig) -> TrainingResult:
         """Build ``self.model_`` and train it on standardised zero-filled tensors."""
         raise NotImplementedError
@@ -362,7 +359,9 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             lr_schedule=self.lr_schedule,
             clip_grad_norm=self.clip_grad_norm,
             validation_fraction=self.validation_fraction if self.early_stopping else 0.0,
-            validation_split=self._validation_split,
+            # DeMissVAE has no such parameter: its stored imputations would carry held-out
+            # entries into training, so it always holds out rows.
+            validation_split=getattr(self, "validation_split", "rows"),
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
             verbose=0,  # progress is shown by _epoch_end (skmissvae._progress)

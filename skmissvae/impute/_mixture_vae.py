@@ -340,10 +340,6 @@ class MixtureVAEImputer(BaseVAEImputer):
         ancestral_elbo = self.n_components > 1 and self.sampling == "ancestral" and self.objective == "elbo"
         return "total" if ancestral_elbo else "stl"
 
-    @property
-    def _validation_split(self) -> str:
-        return self.validation_split
-
     def _fit_model(self, x, observed, generator, config):
         self.model_ = MissingDataVAE(
             n_features=x.shape[1],
