@@ -13,3 +13,7 @@ VARIANTS["DeMissVAE-LAIR"] = (DeMissVAEImputer, {})
 # MIWAE with the 20 importance samples per row that the MIWAE paper (Mattei & Frellsen,
 # 2019) trained with on UCI data; the estimator's default is 5.
 VARIANTS["MIWAE-20"] = (MixtureVAEImputer, {**METHODS["MIWAE"], "n_particles": 20})
+# Ensembles of a variant above: {name: (member variant, members)}, fitted by
+# VAEEnsembleImputer, which averages the members' imputations. Kept apart from VARIANTS:
+# each costs several fits, so only the imputation benchmark runs them, on request.
+ENSEMBLES = {"MIWAE-20x3": ("MIWAE-20", 3)}

@@ -3,8 +3,10 @@
 Compared: column means, ``KNNImputer``, ``IterativeImputer`` (BayesianRidge, the MICE-like
 default), a MissForest-style ``IterativeImputer(ExtraTreesRegressor)`` and our
 ``MixtureVAEImputer`` variants (MissSIWAE = the estimator's defaults, and MIWAE), and on
-request DeMissVAE (``DeMissVAEImputer`` defaults, LAIR sampler; about 6x slower to fit), all
-fitted transductively on the incomplete table and scored on the originally missing cells.
+request DeMissVAE (``DeMissVAEImputer`` defaults, LAIR sampler; about 6x slower to fit),
+MIWAE-20 (20 particles) and MIWAE-20x3 (``VAEEnsembleImputer`` averaging three MIWAE-20
+fits), all fitted transductively on the incomplete table and scored on the originally
+missing cells.
 
 Protocols (each over ``--seeds``; the same masks for every method):
 
@@ -47,11 +49,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
+from skmissvae import VAEEnsembleImputer
 from skmissvae.datasets import make_mar, make_mcar, make_mnar
 
 from _report import RESULTS, header, markdown_table, parse_settings
 from _tables import NAMES, load_table
-from _variants import VARIANTS
+from _variants import ENSEMBLES, VARIANTS
 
 PROTOCOLS = {
     # name: (scaling, mechanism, rate, metric)
@@ -62,7 +65,7 @@ PROTOCOLS = {
 }
 BASELINES = ["mean", "knn", "mice", "missforest"]
 OURS = ["MissSIWAE", "MIWAE"]
-OPT_IN = ["DeMissVAE-LAIR", "MIWAE-20"]  # slower to fit: only with --methods
+OPT_IN = ["DeMissVAE-LAIR", "MIWAE-20", *ENSEMBLES]  # slower to fit: only with --methods
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,6 +118,11 @@ def make_imputer(method: str, seed: int, n_rows: int, steps: int, overrides: dic
     if method == "missforest":
         forest = ExtraTreesRegressor(n_estimators=50, max_features="sqrt", random_state=seed, n_jobs=1)
         return IterativeImputer(estimator=forest, max_iter=10, random_state=seed)
+    if method in ENSEMBLES:  # members trained as the variant is alone; seeds drawn from `seed`
+        member, n_members = ENSEMBLES[method]
+        return VAEEnsembleImputer(
+            make_imputer(member, seed, n_rows, steps, overrides), n_estimators=n_members, random_state=seed
+        )
     cls, params = VARIANTS[method]
     # A fixed number of optimiser steps, not epochs: small tables need many epochs. Every
     # row trains when entries are held out; 90 % when rows are.

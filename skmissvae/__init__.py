@@ -7,7 +7,15 @@ Incomplete Data with Mixture Variational Families" (TMLR 2024).
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "DeMissVAEImputer", "MixtureVAEImputer", "__version__", "load", "save"]
+__all__ = [
+    "METHODS",
+    "DeMissVAEImputer",
+    "MixtureVAEImputer",
+    "VAEEnsembleImputer",
+    "__version__",
+    "load",
+    "save",
+]
 
 
 def __getattr__(name):

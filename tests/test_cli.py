@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skmissvae._cli import main
+from skmissvae._cli import _build_model, _parser, main
 
 # The tiny fits stop at max_iter on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -159,6 +159,24 @@ def test_validation_split_entries_reaches_the_estimator(csv_table, tmp_path):
     assert fitted.refitted_ is False and len(fitted.validation_scores_) == 2
 
 
+def test_ensemble_averages_models_trained_with_the_seeds_of_the_random_state(csv_table, tmp_path):
+    from skmissvae import VAEEnsembleImputer
+
+    path, frame = csv_table
+    outputs = {}
+    for n in ("1", "2"):
+        assert main(["impute", str(path), "-o", str(tmp_path / f"{n}.csv"), "--ensemble", n, *FAST]) == 0
+        outputs[n] = pd.read_csv(tmp_path / f"{n}.csv").to_numpy()
+    observed = frame.notna().to_numpy()
+    np.testing.assert_array_equal(outputs["2"][observed], frame.to_numpy()[observed])
+    assert np.isfinite(outputs["2"]).all()
+    assert not np.allclose(outputs["1"][~observed], outputs["2"][~observed])
+    # the same ensemble built in Python: members cloned from the single model of the CLI
+    args = _parser().parse_args(["impute", str(path), "-o", "unused.csv", *FAST])
+    ensemble = VAEEnsembleImputer(_build_model(args, frame), n_estimators=2, random_state=0)
+    np.testing.assert_allclose(ensemble.fit(frame).transform(frame).to_numpy(), outputs["2"], rtol=1e-6)
+
+
 def test_dates_are_refused_with_the_column_named(tmp_path):
     from skmissvae._cli import CommandError, _check_columns
 
@@ -183,6 +201,8 @@ def test_dates_are_refused_with_the_column_named(tmp_path):
                     "--n-particles", "4"], "does not apply to DeMissVAE"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--method", "DeMissVAE",
                     "--validation-split", "entries"], "entries does not apply to DeMissVAE"),
+        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--ensemble", "2",
+                    "--save-model", str(d / "m.pt")], "cannot save an ensemble"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "sex"],
          "does not have: ['sex']"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "age",
@@ -190,7 +210,7 @@ def test_dates_are_refused_with_the_column_named(tmp_path):
     ],
     ids=["missing-input", "bad-output-type", "bad-input-type", "missing-folder", "empty-file",
          "single-gaussian-components", "particles", "demissvae-particles", "demissvae-entries",
-         "unknown-column", "two-types"],
+         "save-ensemble", "unknown-column", "two-types"],
 )
 def test_input_errors_exit_2_with_a_message(csv_table, tmp_path, capsys, make_args, message):
     (tmp_path / "empty.csv").write_text("")

@@ -74,7 +74,33 @@ def cpu_generator_from(generator: torch.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class LikelihoodImputerMixin:
+    """What every imputer of the library shares: NaN input, kept float dtypes, and
+    ``score`` as the mean of ``score_samples`` (so that ``GridSearchCV`` tunes without labels)."""
+
+    def score(self, X, y=None):
+        """Mean estimated log-likelihood of the observed entries (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Base class of the VAE imputers; not for direct use."""
 
     _parameter_constraints: dict = {
@@ -240,8 +266,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         values, observed = self._prepare(X)
         imputed = self._map_batches(self._impute_batch, values, observed, "transform")
-        out = np.where(observed, values, self._unstandardise(imputed).astype(values.dtype))
-        return self._wrap_like(self._handle_empty_features(out, values), X)
+        return self._complete(values, observed, imputed, X)
 
     def sample_imputations(self, X, n_imputations=5):
         """Draw multiple imputations from the model's conditional ``p(x_m | x_o)``.
@@ -261,8 +286,7 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             DataFrames in the original dtypes. Columns entirely missing during ``fit`` are
             handled as in :meth:`transform` (``keep_empty_features``).
         """
-        if isinstance(n_imputations, bool) or not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
-            raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}.")
+        check_n_imputations(n_imputations)
         values, observed = self._prepare(X)
         draws = self._draw_imputations(values, observed, n_imputations)
         return self._wrap_draws(self._handle_empty_features(draws, values), X)
@@ -290,27 +314,6 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # estimate would only be close to it.
         log_lik = np.where(observed.any(axis=1), log_lik.astype(np.float64) - jacobian, 0.0)
         return log_lik.astype(values.dtype)
-
-    def score(self, X, y=None):
-        """Mean estimated log-likelihood of the observed entries (higher is better).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        score : float
-        """
-        return float(np.mean(self.score_samples(X)))
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
     def __sklearn_is_fitted__(self):
         # Fitted means a usable model: a fit that failed (e.g. diverged) removes ``model_``.
@@ -430,6 +433,12 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         draws = self._map_batches(sample, values, observed, "sample", rows_axis=1)
         return np.where(observed, values, self._unstandardise(draws).astype(values.dtype))
+
+    def _complete(self, values, observed, imputed, X):
+        """``X`` completed with the standardised imputations ``imputed [N, D]``, as returned
+        by :meth:`transform`; observed entries are taken from ``values`` unchanged."""
+        out = np.where(observed, values, self._unstandardise(imputed).astype(values.dtype))
+        return self._wrap_like(self._handle_empty_features(out, values), X)
 
     def _output_features(self) -> np.ndarray:
         """Boolean mask of the input columns that outputs keep (``keep_empty_features``)."""
@@ -599,6 +608,11 @@ class BaseVAEImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if isinstance(X, pd.DataFrame):
             return pd.DataFrame(out, columns=X.columns[self._output_features()], index=X.index)
         return out
+
+
+def check_n_imputations(n_imputations) -> None:
+    if isinstance(n_imputations, bool) or not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
+        raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}.")
 
 
 def _column_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
