@@ -352,9 +352,6 @@ def _check_model_options(args) -> None:
     if args.model is not None and args.save_model is not None:
         raise CommandError("--model and --save-model together would save the loaded model "
                            "again; use one of them.")
-    if args.save_model is not None and args.ensemble > 1:
-        raise CommandError("--save-model cannot save an ensemble (--ensemble) yet; save files "
-                           "hold a single model.")
     if args.model is not None and getattr(args, "train", None) is not None:
         raise CommandError("--model and --train exclude each other: a loaded model is not trained.")
 

@@ -22,7 +22,8 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 
 #: (major, minor) of the save-file layout; files with another major or a newer minor are refused.
 # 1.1 added the min_scale parameter; 1.0 files are read with the floor they were trained with.
-FORMAT_VERSION = (1, 1)
+# 1.2 added ensembles (VAEEnsembleImputer): the members are stored as single models are.
+FORMAT_VERSION = (1, 2)
 
 _MAGIC = "skmissvae-estimator"
 
@@ -91,15 +92,76 @@ def _decode(entry: dict):
     raise ValueError(f"Unknown entry kind {kind!r} in the save file.")
 
 
+def _params_state(estimator) -> dict:
+    params = estimator.get_params(deep=False)
+    if params.get("callbacks"):
+        warnings.warn("callbacks are functions and are not saved; the loaded estimator has callbacks=None.")
+    params["callbacks"] = None
+    return {key: _encode(key, value) for key, value in params.items()}
+
+
+def _model_state(estimator) -> dict:
+    """A fitted single-model imputer as tensors and plain values."""
+    name = _model_class_name(estimator)
+    model = estimator.model_
+    if type(model.likelihood).__name__ != "GaussianLikelihood":
+        raise TypeError(
+            f"Cannot save a model with a {type(model.likelihood).__name__} observation model "
+            "yet; use pickle or joblib for this estimator."
+        )
+    attributes = {
+        key: _encode(key, value)
+        for key, value in vars(estimator).items()
+        if key.endswith("_") and not key.startswith("_") and key != "model_"
+    }
+    return {
+        "estimator": name,
+        "params": _params_state(estimator),
+        "attributes": attributes,
+        "model_config": {
+            "n_features": int(model.n_features),
+            "latent_dim": int(model.latent_dim),
+            "n_components": int(model.n_components),
+            "encoder_uses_mask": bool(model.encoder_uses_mask),
+        },
+        "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+    }
+
+
+def _ensemble_state(ensemble) -> dict:
+    """A fitted ensemble: its own parameters, its template's and each member's state."""
+    params = ensemble.get_params(deep=False)
+    template = params.pop("estimator")
+    return {
+        "estimator": type(ensemble).__name__,
+        "params": {key: _encode(key, value) for key, value in params.items()},
+        "template": None if template is None else {
+            "estimator": _model_class_name(template), "params": _params_state(template),
+        },
+        "members": [_model_state(member) for member in ensemble.estimators_],
+    }
+
+
+def _model_class_name(estimator) -> str:
+    name = type(estimator).__name__
+    if _estimator_classes().get(name) is not type(estimator):
+        raise TypeError(
+            "save() takes a MixtureVAEImputer or DeMissVAEImputer, or a VAEEnsembleImputer of "
+            f"them, got {name}."
+        )
+    return name
+
+
 # -- public API -------------------------------------------------------------------------------
 def save(estimator, path) -> None:
     """Save a fitted imputer to ``path`` in a format that loads without unpickling code.
 
     Parameters
     ----------
-    estimator : MixtureVAEImputer or DeMissVAEImputer
-        A fitted imputer. ``callbacks`` are functions and are not saved (a warning says
-        so); the loaded estimator has ``callbacks=None``.
+    estimator : MixtureVAEImputer, DeMissVAEImputer or VAEEnsembleImputer
+        A fitted imputer (an ensemble is stored member by member). ``callbacks`` are
+        functions and are not saved (a warning says so); the loaded estimator has
+        ``callbacks=None``.
     path : str or path-like
         Destination file (conventionally ``*.pt``).
 
@@ -117,40 +179,14 @@ def save(estimator, path) -> None:
     """
     from sklearn.utils.validation import check_is_fitted
 
-    name = type(estimator).__name__
-    if _estimator_classes().get(name) is not type(estimator):
-        raise TypeError(f"save() takes a MixtureVAEImputer or DeMissVAEImputer, got {name}.")
+    from .impute import VAEEnsembleImputer
+
+    ensemble = isinstance(estimator, VAEEnsembleImputer)
+    if not ensemble:
+        _model_class_name(estimator)  # a foreign estimator is refused before the fit check
     check_is_fitted(estimator)
-    params = estimator.get_params(deep=False)
-    if params.get("callbacks"):
-        warnings.warn("callbacks are functions and are not saved; the loaded estimator has callbacks=None.")
-    params["callbacks"] = None
-    model = estimator.model_
-    if type(model.likelihood).__name__ != "GaussianLikelihood":
-        raise TypeError(
-            f"Cannot save a model with a {type(model.likelihood).__name__} observation model "
-            "yet; use pickle or joblib for this estimator."
-        )
-    attributes = {
-        key: _encode(key, value)
-        for key, value in vars(estimator).items()
-        if key.endswith("_") and not key.startswith("_") and key != "model_"
-    }
-    state = {
-        "magic": _MAGIC,
-        "format_version": list(FORMAT_VERSION),
-        "library_version": __version__,
-        "estimator": name,
-        "params": {key: _encode(key, value) for key, value in params.items()},
-        "attributes": attributes,
-        "model_config": {
-            "n_features": int(model.n_features),
-            "latent_dim": int(model.latent_dim),
-            "n_components": int(model.n_components),
-            "encoder_uses_mask": bool(model.encoder_uses_mask),
-        },
-        "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
-    }
+    state = _ensemble_state(estimator) if ensemble else _model_state(estimator)
+    state.update(magic=_MAGIC, format_version=list(FORMAT_VERSION), library_version=__version__)
     torch.save(state, os.fspath(path))
 
 
@@ -168,7 +204,7 @@ def load(path):
 
     Returns
     -------
-    estimator : MixtureVAEImputer or DeMissVAEImputer
+    estimator : MixtureVAEImputer, DeMissVAEImputer or VAEEnsembleImputer
         The fitted estimator, giving the same outputs as the saved one.
 
     Raises
@@ -177,8 +213,6 @@ def load(path):
         If the file is not a save file of this library, holds objects that cannot be
         loaded safely, or has another major or minor format version.
     """
-    from .core.model import MissingDataVAE
-
     try:
         state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except OSError:
@@ -198,6 +232,14 @@ def load(path):
             f"({__version__}) reads formats {FORMAT_VERSION[0]}.0 to "
             f"{'.'.join(map(str, FORMAT_VERSION))} only."
         )
+    if state["estimator"] == "VAEEnsembleImputer":
+        return _ensemble_from_state(state, version)
+    return _model_from_state(state, version)
+
+
+def _model_from_state(state: dict, version: tuple):
+    from .core.model import MissingDataVAE
+
     classes = _estimator_classes()
     if state["estimator"] not in classes:
         raise ValueError(f"Unknown estimator {state['estimator']!r} in the save file.")
@@ -217,3 +259,18 @@ def load(path):
     model.load_state_dict(state["model_state"])
     estimator.model_ = model.eval()
     return estimator
+
+
+def _ensemble_from_state(state: dict, version: tuple):
+    from .impute import VAEEnsembleImputer
+
+    template = state["template"]
+    if template is not None:
+        classes = _estimator_classes()
+        if template["estimator"] not in classes:
+            raise ValueError(f"Unknown estimator {template['estimator']!r} in the save file.")
+        params = {key: _decode(entry) for key, entry in template["params"].items()}
+        template = classes[template["estimator"]](**params)
+    params = {key: _decode(entry) for key, entry in state["params"].items()}
+    ensemble = VAEEnsembleImputer(template, **params)
+    return ensemble._adopt([_model_from_state(member, version) for member in state["members"]])

@@ -177,6 +177,15 @@ def test_ensemble_averages_models_trained_with_the_seeds_of_the_random_state(csv
     np.testing.assert_allclose(ensemble.fit(frame).transform(frame).to_numpy(), outputs["2"], rtol=1e-6)
 
 
+def test_saved_ensemble_imputes_as_it_did(csv_table, tmp_path):
+    path, _ = csv_table
+    model = tmp_path / "ensemble.pt"
+    args = ["impute", str(path), "--ensemble", "2", *FAST]
+    assert main([*args, "-o", str(tmp_path / "a.csv"), "--save-model", str(model)]) == 0
+    assert main(["impute", str(path), "-o", str(tmp_path / "b.csv"), "--model", str(model), "-q"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.csv"), pd.read_csv(tmp_path / "b.csv"))
+
+
 def test_dates_are_refused_with_the_column_named(tmp_path):
     from skmissvae._cli import CommandError, _check_columns
 
@@ -201,8 +210,6 @@ def test_dates_are_refused_with_the_column_named(tmp_path):
                     "--n-particles", "4"], "does not apply to DeMissVAE"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--method", "DeMissVAE",
                     "--validation-split", "entries"], "entries does not apply to DeMissVAE"),
-        (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--ensemble", "2",
-                    "--save-model", str(d / "m.pt")], "cannot save an ensemble"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "sex"],
          "does not have: ['sex']"),
         (lambda d: ["impute", str(d / "data.csv"), "-o", str(d / "o.csv"), "--binary", "age",
@@ -210,7 +217,7 @@ def test_dates_are_refused_with_the_column_named(tmp_path):
     ],
     ids=["missing-input", "bad-output-type", "bad-input-type", "missing-folder", "empty-file",
          "single-gaussian-components", "particles", "demissvae-particles", "demissvae-entries",
-         "save-ensemble", "unknown-column", "two-types"],
+         "unknown-column", "two-types"],
 )
 def test_input_errors_exit_2_with_a_message(csv_table, tmp_path, capsys, make_args, message):
     (tmp_path / "empty.csv").write_text("")

@@ -103,7 +103,11 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         template = MixtureVAEImputer() if self.estimator is None else self.estimator
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_estimators)
         members = [clone(template).set_params(random_state=int(seed)) for seed in seeds]
-        self.estimators_ = Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(m, X) for m in members)
+        return self._adopt(Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(m, X) for m in members))
+
+    def _adopt(self, members):
+        """Take fitted ``members`` as the ensemble's (after ``fit``, or from a save file)."""
+        self.estimators_ = list(members)
         first = self.estimators_[0]
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):

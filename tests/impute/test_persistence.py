@@ -18,7 +18,7 @@ from numpy.testing import assert_array_equal
 from sklearn.exceptions import NotFittedError
 
 import skmissvae
-from skmissvae import DeMissVAEImputer, MixtureVAEImputer
+from skmissvae import DeMissVAEImputer, MixtureVAEImputer, VAEEnsembleImputer
 from skmissvae._persistence import FORMAT_VERSION
 from skmissvae.core.likelihoods import SCALE_FLOOR
 
@@ -94,6 +94,30 @@ def test_save_load_round_trip_reproduces_outputs(make, tmp_path, as_frame):
     assert_same_outputs(loaded, imputer, X)
 
 
+@pytest.mark.parametrize("as_frame", [False, True])
+@pytest.mark.parametrize("template", ["given", None])
+def test_ensemble_round_trip_reproduces_outputs(make, tmp_path, as_frame, template):
+    _, X = correlated_table(60)
+    if as_frame:
+        X = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    ensemble = VAEEnsembleImputer(make(), n_estimators=2, random_state=0).fit(X)
+    if template is None:  # the default template (MixtureVAEImputer()) is stored as None
+        ensemble.set_params(estimator=None)
+    skmissvae.save(ensemble, tmp_path / "ensemble.pt")
+    loaded = skmissvae.load(tmp_path / "ensemble.pt")
+    assert isinstance(loaded, VAEEnsembleImputer)
+    assert loaded.get_params(deep=False).keys() == ensemble.get_params(deep=False).keys()
+    if template is None:
+        assert loaded.estimator is None
+    else:
+        assert type(loaded.estimator) is type(ensemble.estimator)
+        assert loaded.estimator.get_params() == ensemble.estimator.get_params()
+    assert [type(m) for m in loaded.estimators_] == [type(m) for m in ensemble.estimators_]
+    assert_same_outputs(ensemble, loaded, X)
+    if as_frame:
+        assert list(loaded.feature_names_in_) == ["a", "b", "c", "d"]
+
+
 def test_save_file_loads_with_weights_only(make, tmp_path):
     imputer = make().fit(correlated_table(40)[1])
     path = tmp_path / "imputer.pt"
@@ -123,7 +147,7 @@ def test_save_refuses_unfitted_and_foreign_estimators(tmp_path):
         skmissvae.save(ESTIMATORS["mixture"](), tmp_path / "f.pt")
     from sklearn.impute import SimpleImputer
 
-    with pytest.raises(TypeError, match="MixtureVAEImputer or DeMissVAEImputer"):
+    with pytest.raises(TypeError, match="MixtureVAEImputer or DeMissVAEImputer, or a VAEEnsembleImputer"):
         skmissvae.save(SimpleImputer().fit([[1.0]]), tmp_path / "f.pt")
 
 
