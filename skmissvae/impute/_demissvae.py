@@ -209,6 +209,7 @@ class DeMissVAEImputer(BaseVAEImputer):
     --------
     MixtureVAEImputer : VAEs with a mixture encoder (MVAE, MIWAE, MissVAE, MissSVAE,
         MissIWAE, MissSIWAE).
+    VAEEnsembleImputer : Several fits with different seeds, imputing with their average.
 
     Notes
     -----

@@ -49,6 +49,11 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during ``fit``, when ``X`` has string column names.
 
+    See Also
+    --------
+    MixtureVAEImputer : The default member.
+    DeMissVAEImputer : Another possible member.
+
     Notes
     -----
     The ensemble's model is the equal-weight mixture of the members' models,

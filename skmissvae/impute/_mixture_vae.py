@@ -198,6 +198,11 @@ class MixtureVAEImputer(BaseVAEImputer):
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined only when ``X`` has string column names.
 
+    See Also
+    --------
+    DeMissVAEImputer : The paper's imputation-based mixture (DeMissVAE).
+    VAEEnsembleImputer : Several fits with different seeds, imputing with their average.
+
     Notes
     -----
     The six methods of the paper are settings of this class (see ``METHODS``):
