@@ -106,7 +106,10 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             Fitted estimator.
         """
         template = MixtureVAEImputer() if self.estimator is None else self.estimator
-        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_estimators)
+        # None draws fresh entropy: numpy's global RandomState (check_random_state(None))
+        # must not be advanced, as in the members themselves.
+        rng = np.random.RandomState() if self.random_state is None else check_random_state(self.random_state)
+        seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
         members = [clone(template).set_params(random_state=int(seed)) for seed in seeds]
         return self._adopt(Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(m, X) for m in members))
 

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -88,6 +89,18 @@ def test_same_seed_same_outputs_other_seed_other_outputs(data, fitted):
     other = VAEEnsembleImputer(MEMBER, n_estimators=3, random_state=1).fit(X)
     np.testing.assert_array_equal(again.transform(X), fitted.transform(X))
     assert not np.array_equal(other.transform(X), fitted.transform(X))
+
+
+def test_no_global_random_generator_is_used(data):
+    _, X = data
+    np.random.seed(123)
+    torch_state = torch.random.get_rng_state()
+    ensemble = VAEEnsembleImputer(MEMBER, n_estimators=2).fit(X)  # random_state=None
+    ensemble.transform(X)
+    ensemble.sample_imputations(X, 2)
+    assert np.random.randint(1_000_000) == np.random.RandomState(123).randint(1_000_000)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert ensemble.estimators_[0].random_state != ensemble.estimators_[1].random_state
 
 
 def test_parallel_fit_matches_sequential_fit(data, fitted):
