@@ -24,6 +24,8 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 # 1.1 added the min_scale parameter; 1.0 files are read with the floor they were trained with.
 # 1.2 added ensembles (VAEEnsembleImputer): the members are stored as single models are.
 FORMAT_VERSION = (1, 2)
+# Single models keep the 1.1 layout, so older readers still load them.
+_SINGLE_MODEL_FORMAT = (1, 1)
 
 _MAGIC = "skmissvae-estimator"
 
@@ -186,7 +188,8 @@ def save(estimator, path) -> None:
         _model_class_name(estimator)  # a foreign estimator is refused before the fit check
     check_is_fitted(estimator)
     state = _ensemble_state(estimator) if ensemble else _model_state(estimator)
-    state.update(magic=_MAGIC, format_version=list(FORMAT_VERSION), library_version=__version__)
+    version = FORMAT_VERSION if ensemble else _SINGLE_MODEL_FORMAT
+    state.update(magic=_MAGIC, format_version=list(version), library_version=__version__)
     torch.save(state, os.fspath(path))
 
 
@@ -232,9 +235,15 @@ def load(path):
             f"({__version__}) reads formats {FORMAT_VERSION[0]}.0 to "
             f"{'.'.join(map(str, FORMAT_VERSION))} only."
         )
-    if state["estimator"] == "VAEEnsembleImputer":
-        return _ensemble_from_state(state, version)
-    return _model_from_state(state, version)
+    try:
+        if state["estimator"] == "VAEEnsembleImputer":
+            return _ensemble_from_state(state, version)
+        return _model_from_state(state, version)
+    except (KeyError, IndexError, TypeError) as error:
+        raise ValueError(
+            f"{os.fspath(path)!r} is an incomplete or damaged skmissvae save file "
+            f"({type(error).__name__}: {error})."
+        ) from None
 
 
 def _model_from_state(state: dict, version: tuple):
@@ -272,5 +281,7 @@ def _ensemble_from_state(state: dict, version: tuple):
         params = {key: _decode(entry) for key, entry in template["params"].items()}
         template = classes[template["estimator"]](**params)
     params = {key: _decode(entry) for key, entry in state["params"].items()}
+    if not state["members"]:
+        raise IndexError("the ensemble has no members")
     ensemble = VAEEnsembleImputer(template, **params)
     return ensemble._adopt([_model_from_state(member, version) for member in state["members"]])

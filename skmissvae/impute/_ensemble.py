@@ -5,10 +5,10 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, _fit_context
 from ._base import BaseVAEImputer, LikelihoodImputerMixin, check_n_imputations
@@ -36,9 +36,12 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
     n_estimators : int, default=3
         Number of members.
     n_jobs : int, default=None
-        Members fitted in parallel by joblib; None means 1, -1 all processors.
+        Members fitted in parallel by joblib; None means 1, -1 all processors. Parallel
+        members train in worker processes: their progress display, warnings and
+        ``callbacks`` stay in those processes.
     random_state : int, RandomState instance or None, default=None
-        Draws the members' seeds. An int makes fits and outputs reproducible.
+        Draws the members' seeds. An int makes fits and outputs reproducible; with None,
+        as for a single imputer, every fit and every call draws fresh randomness.
 
     Attributes
     ----------
@@ -77,7 +80,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
     """
 
     _parameter_constraints: dict = {
-        "estimator": [BaseVAEImputer, None],
+        "estimator": "no_validation",  # checked in fit, with a message naming the classes
         "n_estimators": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_jobs": [numbers.Integral, None],
         "random_state": ["random_state"],
@@ -105,13 +108,29 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         self : object
             Fitted estimator.
         """
-        template = MixtureVAEImputer() if self.estimator is None else self.estimator
+        for name in ("estimators_", "n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(name, None)  # a failed refit leaves nothing fitted behind
+        template = self._template()
         # None draws fresh entropy: numpy's global RandomState (check_random_state(None))
         # must not be advanced, as in the members themselves.
         rng = np.random.RandomState() if self.random_state is None else check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
         members = [clone(template).set_params(random_state=int(seed)) for seed in seeds]
-        return self._adopt(Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(m, X) for m in members))
+        fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(m, X) for m in members)
+        if self.random_state is None:  # later calls draw fresh randomness, as a single imputer's do
+            for member in fitted:
+                member.random_state = None
+        return self._adopt(fitted)
+
+    def _template(self):
+        if self.estimator is None:
+            return MixtureVAEImputer()
+        if not isinstance(self.estimator, BaseVAEImputer):
+            raise ValueError(
+                "estimator must be a MixtureVAEImputer or DeMissVAEImputer (None means "
+                f"MixtureVAEImputer()), got {type(self.estimator).__name__}."
+            )
+        return self.estimator
 
     def _adopt(self, members):
         """Take fitted ``members`` as the ensemble's (after ``fit``, or from a save file)."""
@@ -120,7 +139,20 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):
             self.feature_names_in_ = first.feature_names_in_
+        else:
+            self.__dict__.pop("feature_names_in_", None)
         return self
+
+    def _check_input(self, X) -> None:
+        """Refuse ``X`` of the wrong width with an error that names the ensemble."""
+        check_is_fitted(self)
+        if len(getattr(X, "shape", (0, 0))) == 2:  # a 1-D array gets the member's "Reshape" error
+            validate_data(self, X, reset=False, skip_check_array=True)  # names and width
+
+    def _prepare(self, X):
+        """Encoded values and observed-mask of ``X``, as every member sees them."""
+        self._check_input(X)
+        return self.estimators_[0]._prepare(X)
 
     def transform(self, X):
         """Impute missing entries with the average of the members' conditional means.
@@ -137,9 +169,8 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             bit), a DataFrame for a DataFrame. Binary and categorical columns take the most
             probable level under the averaged predictive probabilities.
         """
-        check_is_fitted(self)
+        values, observed = self._prepare(X)
         first = self.estimators_[0]
-        values, observed = first._prepare(X)
         # The members standardise identically (the same data, deterministic statistics),
         # so their standardised imputations can be averaged directly.
         imputed = np.mean(
@@ -151,9 +182,10 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
     def sample_imputations(self, X, n_imputations=5):
         """Draw multiple imputations from the members' conditionals in turn.
 
-        Draw ``i`` comes from member ``i % n_estimators``: the draws sample the
-        equal-weight average of the members' conditionals that :meth:`transform` is the
-        mean of.
+        Draw ``i`` comes from member ``i % n_estimators``. When ``n_imputations`` is a
+        multiple of ``n_estimators``, the draws sample the equal-weight average of the
+        members' conditionals, whose mean :meth:`transform` returns; otherwise the first
+        members give one draw more than the others.
 
         Parameters
         ----------
@@ -167,10 +199,9 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         imputations : ndarray of shape (n_imputations, n_samples, n_features) or list
             As :meth:`MixtureVAEImputer.sample_imputations`.
         """
-        check_is_fitted(self)
         check_n_imputations(n_imputations)
+        values, observed = self._prepare(X)
         first = self.estimators_[0]
-        values, observed = first._prepare(X)
         n_members = len(self.estimators_)
         draws = np.empty((n_imputations, *values.shape), dtype=values.dtype)
         for m, member in enumerate(self.estimators_[:n_imputations]):
@@ -192,9 +223,12 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             ``log((1/n) sum_m p_m(x_o))`` from the members' estimates, in nats and in the
             units of the data passed in.
         """
-        check_is_fitted(self)
+        self._check_input(X)
         scores = np.stack([m.score_samples(X) for m in self.estimators_])
-        mixture = np.logaddexp.reduce(scores.astype(np.float64), axis=0) - np.log(len(scores))
+        # Shifted by the largest score, so that equal scores (0 for a row with nothing
+        # observed) come back exactly.
+        top = scores.max(axis=0).astype(np.float64)
+        mixture = top + np.log(np.mean(np.exp(scores - top), axis=0))
         return mixture.astype(scores.dtype)
 
     def get_feature_names_out(self, input_features=None):

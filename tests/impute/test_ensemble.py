@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -100,7 +102,8 @@ def test_no_global_random_generator_is_used(data):
     ensemble.sample_imputations(X, 2)
     assert np.random.randint(1_000_000) == np.random.RandomState(123).randint(1_000_000)
     assert torch.equal(torch.random.get_rng_state(), torch_state)
-    assert ensemble.estimators_[0].random_state != ensemble.estimators_[1].random_state
+    first, second = (m.transform(X) for m in ensemble.estimators_)
+    assert not np.allclose(first, second)  # the members were trained from different seeds
 
 
 def test_parallel_fit_matches_sequential_fit(data, fitted):
@@ -122,7 +125,7 @@ def test_dataframe_in_dataframe_out(data):
     assert isinstance(on_array.fit(X).transform(X), pd.DataFrame)
 
 
-def test_categorical_columns_take_a_level_of_the_averaged_probabilities():
+def test_categorical_columns_take_the_mode_of_the_averaged_probabilities():
     rng = np.random.RandomState(0)
     level = rng.randint(3, size=90)
     frame = pd.DataFrame({
@@ -130,19 +133,78 @@ def test_categorical_columns_take_a_level_of_the_averaged_probabilities():
         "kind": pd.Categorical(np.array(["p", "q", "r"])[level]),
     })
     holes = frame.copy()
-    holes.loc[::5, "kind"] = np.nan
-    ensemble = VAEEnsembleImputer(MEMBER, n_estimators=2, random_state=0).fit(holes)
+    holes.loc[::3, "kind"] = np.nan
+    ensemble = VAEEnsembleImputer(MEMBER, n_estimators=3, random_state=0).fit(holes)
     out = ensemble.transform(holes)
     assert isinstance(out["kind"].dtype, pd.CategoricalDtype)
-    assert out["kind"].notna().all() and set(out["kind"]) <= {"p", "q", "r"}
+    # The members' predictive probabilities of the category block, averaged by hand.
+    first = ensemble.estimators_[0]
+    values, observed = first._prepare(holes)
+    probabilities = [m._map_batches(m._impute_batch, values, observed, "transform") for m in ensemble.estimators_]
+    block = next(c for c in first.column_encoder_.columns_ if c.label == "kind")
+    modes = [np.asarray(block.levels)[p[:, block.start : block.stop].argmax(axis=1)] for p in probabilities]
+    expected = np.asarray(block.levels)[np.mean(probabilities, axis=0)[:, block.start : block.stop].argmax(axis=1)]
+    missing = holes["kind"].isna().to_numpy()
+    assert (out["kind"].to_numpy()[missing] == expected[missing]).all()
+    # Members disagree on some rows, so one member alone would not pass.
+    assert any((mode[missing] != expected[missing]).any() for mode in modes)
 
 
-def test_demissvae_members(data):
+def test_demissvae_members_are_averaged(data):
     _, X = data
     member = DeMissVAEImputer(**FAST_PARAMS)
     ensemble = VAEEnsembleImputer(member, n_estimators=2, random_state=0).fit(X)
-    out = ensemble.transform(X)
-    assert np.isfinite(out).all() and np.isfinite(ensemble.score(X))
+    missing = np.isnan(X)
+    members = np.stack([m.transform(X) for m in ensemble.estimators_])
+    np.testing.assert_allclose(ensemble.transform(X)[missing], members.mean(axis=0)[missing], rtol=1e-10)
+    assert np.isfinite(ensemble.score(X))
+
+
+def test_float32_in_float32_out(data):
+    _, X = data
+    X32 = X.astype(np.float32)
+    ensemble = VAEEnsembleImputer(MEMBER, n_estimators=2, random_state=0).fit(X32)
+    assert ensemble.transform(X32).dtype == np.float32
+    assert ensemble.score_samples(X32).dtype == np.float32
+    assert ensemble.sample_imputations(X32, 2).dtype == np.float32
+
+
+def test_empty_column_and_empty_row(data):
+    _, X = data
+    X = X.copy()
+    X[:, 2] = np.nan  # a column with no observed value
+    X[5] = np.nan  # a row with no observed value
+    dropped = VAEEnsembleImputer(MEMBER, n_estimators=3, random_state=0).fit(X)
+    assert dropped.transform(X).shape == (len(X), 3)
+    assert list(dropped.get_feature_names_out()) == ["x0", "x1", "x3"]
+    assert dropped.score_samples(X)[5] == 0.0  # exactly, as for a single imputer
+    kept = VAEEnsembleImputer(clone(MEMBER).set_params(keep_empty_features=True), n_estimators=2, random_state=0)
+    out = kept.fit(X).transform(X)
+    assert out.shape == X.shape and np.all(out[:, 2] == 0.0) and np.isfinite(out).all()
+
+
+def test_refit_replaces_everything_fitted(data):
+    _, X = data
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    ensemble = VAEEnsembleImputer(MEMBER, n_estimators=2, random_state=0).fit(frame)
+    ensemble.fit(X)
+    assert not hasattr(ensemble, "feature_names_in_")
+    with pytest.raises(ValueError):
+        ensemble.fit(np.full((4, 3), np.nan))  # nothing observed: the refit fails
+    assert not hasattr(ensemble, "estimators_")
+    with pytest.raises(NotFittedError):
+        ensemble.transform(X)
+
+
+def test_without_random_state_every_call_draws_afresh(data):
+    _, X = data
+    ensemble = VAEEnsembleImputer(MEMBER, n_estimators=2).fit(X)
+    assert not np.array_equal(ensemble.sample_imputations(X, 2), ensemble.sample_imputations(X, 2))
+
+
+def test_errors_name_the_ensemble(fitted):
+    with pytest.raises(ValueError, match="X has 3 features, but VAEEnsembleImputer is expecting 4"):
+        fitted.transform(np.zeros((5, 3)))
 
 
 def test_pickle_round_trip_gives_identical_outputs(data, fitted):
@@ -162,7 +224,7 @@ def test_grid_search_tunes_by_score(data):
 @pytest.mark.parametrize("estimator", [SimpleImputer(), "MixtureVAEImputer"])
 def test_rejects_an_estimator_that_is_not_a_vae_imputer(data, estimator):
     _, X = data
-    with pytest.raises(ValueError, match="estimator"):
+    with pytest.raises(ValueError, match="estimator must be a MixtureVAEImputer or DeMissVAEImputer"):
         VAEEnsembleImputer(estimator).fit(X)
 
 
