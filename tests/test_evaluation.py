@@ -287,6 +287,14 @@ def _state(estimator):
     return {k: v.clone() for k, v in estimator.model_.state_dict().items()}
 
 
+def test_refit_without_random_state_leaves_numpy_global_generator_alone(trained_2d, table):
+    imputer, _ = trained_2d
+    X_test = table(n_samples=20, seed=1)[0]
+    np.random.seed(7)
+    refit_test_log_likelihood(imputer, X_test, n_refit_epochs=1, n_importance_samples=4)
+    assert np.random.randint(1_000_000) == np.random.RandomState(7).randint(1_000_000)
+
+
 def test_refit_does_not_lower_the_test_iwelbo_and_leaves_the_estimator_unchanged(trained_2d, table):
     imputer, _ = trained_2d
     X_test = table(n_samples=200, seed=1)[0]

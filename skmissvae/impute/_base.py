@@ -57,14 +57,15 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def torch_generator(random_state, device: torch.device) -> torch.Generator:
-    """A torch.Generator on ``device`` seeded from ``random_state`` (never a global RNG).
+def own_random_state(random_state) -> np.random.RandomState:
+    """``check_random_state``, except that ``None`` draws fresh entropy instead of returning
+    numpy's global RandomState: users' programs must not be reseeded or advanced."""
+    return np.random.RandomState() if random_state is None else check_random_state(random_state)
 
-    ``None`` draws fresh entropy instead of using numpy's global RandomState as
-    ``check_random_state(None)`` would: users' programs must not be reseeded or advanced.
-    """
-    rng = np.random.RandomState() if random_state is None else check_random_state(random_state)
-    seed = int(rng.randint(np.iinfo(np.int32).max))
+
+def torch_generator(random_state, device: torch.device) -> torch.Generator:
+    """A torch.Generator on ``device`` seeded from ``random_state`` (never a global RNG)."""
+    seed = int(own_random_state(random_state).randint(np.iinfo(np.int32).max))
     return torch.Generator(device=device).manual_seed(seed)
 
 

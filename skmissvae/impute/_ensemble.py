@@ -6,12 +6,11 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.utils import check_random_state
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, _fit_context
-from ._base import BaseVAEImputer, LikelihoodImputerMixin, check_n_imputations
+from ._base import BaseVAEImputer, LikelihoodImputerMixin, check_n_imputations, own_random_state
 from ._mixture_vae import MixtureVAEImputer
 
 
@@ -111,10 +110,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         for name in ("estimators_", "n_features_in_", "feature_names_in_"):
             self.__dict__.pop(name, None)  # a failed refit leaves nothing fitted behind
         template = self._template()
-        # None draws fresh entropy: numpy's global RandomState (check_random_state(None))
-        # must not be advanced, as in the members themselves.
-        rng = np.random.RandomState() if self.random_state is None else check_random_state(self.random_state)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_estimators)
+        seeds = own_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_estimators)
         members = [clone(template).set_params(random_state=int(seed)) for seed in seeds]
         fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(m, X) for m in members)
         if self.random_state is None:  # later calls draw fresh randomness, as a single imputer's do
