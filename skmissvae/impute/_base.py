@@ -612,6 +612,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
 
 
 def check_n_imputations(n_imputations) -> None:
+    """Refuse anything but a positive integer (a bool too) as ``n_imputations``."""
     if isinstance(n_imputations, bool) or not isinstance(n_imputations, numbers.Integral) or n_imputations < 1:
         raise ValueError(f"n_imputations must be a positive integer, got {n_imputations!r}.")
 
