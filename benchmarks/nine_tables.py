@@ -40,7 +40,11 @@ SOURCES = {
     "full_spam_b": LONG,
     "full_spam_c": LONG,
     "full_rw_x3": LONG,
-    # yeast's ensemble ran in five parts (seeds and protocols split over two processes)
+    # yeast's ensemble ran in five parts, each 'python benchmarks/imputation.py --datasets
+    # yeast --max-rows 20000 --steps 10000 --semicontinuous 0.3 --methods MIWAE-20x3' with:
+    # 1: --seeds 0 1 (stopped after seed 0's miwae row; its partial CSV kept), 2: --seeds 0
+    # --protocols gain mar30 mnar30, 3: --seeds 1 --protocols miwae gain mnar30, 4: --seeds 2,
+    # 5: --seeds 1 --protocols mar30. Red wine: the same with --datasets red_wine --seeds 0 1 2.
     **{f"full_yeast_x3_{part}": LONG for part in range(1, 6)},
 }
 BASELINES = ["mean", "knn", "mice", "missforest"]
