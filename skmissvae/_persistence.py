@@ -249,13 +249,10 @@ def load(path):
 def _model_from_state(state: dict, version: tuple):
     from .core.model import MissingDataVAE
 
-    classes = _estimator_classes()
-    if state["estimator"] not in classes:
-        raise ValueError(f"Unknown estimator {state['estimator']!r} in the save file.")
     params = {key: _decode(entry) for key, entry in state["params"].items()}
     if tuple(version[:2]) < (1, 1):
         params["min_scale"] = SCALE_FLOOR  # the decoder's fixed floor before min_scale existed
-    estimator = classes[state["estimator"]](**params)
+    estimator = _estimator_class(state["estimator"])(**params)
     for key, entry in state["attributes"].items():
         setattr(estimator, key, _decode(entry))
     model = MissingDataVAE(
@@ -270,16 +267,20 @@ def _model_from_state(state: dict, version: tuple):
     return estimator
 
 
+def _estimator_class(name: str) -> type:
+    classes = _estimator_classes()
+    if name not in classes:
+        raise ValueError(f"Unknown estimator {name!r} in the save file.")
+    return classes[name]
+
+
 def _ensemble_from_state(state: dict, version: tuple):
     from .impute import VAEEnsembleImputer
 
     template = state["template"]
     if template is not None:
-        classes = _estimator_classes()
-        if template["estimator"] not in classes:
-            raise ValueError(f"Unknown estimator {template['estimator']!r} in the save file.")
         params = {key: _decode(entry) for key, entry in template["params"].items()}
-        template = classes[template["estimator"]](**params)
+        template = _estimator_class(template["estimator"])(**params)
     params = {key: _decode(entry) for key, entry in state["params"].items()}
     if not state["members"]:
         raise IndexError("the ensemble has no members")

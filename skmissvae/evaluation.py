@@ -30,7 +30,7 @@ from .core.likelihoods import GaussianLikelihood
 from .core.model import finite_mixture_objective, standard_normal_log_prob
 from .core.samplers import importance_log_likelihood
 from .core.training import TrainingConfig, train
-from .impute._base import own_random_state
+from .datasets._missingness import check_random_state
 
 __all__ = [
     "crps",
@@ -114,7 +114,7 @@ def refit_test_log_likelihood(
     batch_size = _check_count(estimator.batch_size if batch_size is None else batch_size, "batch_size", 1)
     values, observed = estimator._prepare(X_test)
     device = estimator._inference_device()
-    rng = own_random_state(random_state)  # None: fresh entropy, never numpy's global generator
+    rng = check_random_state(random_state)  # None: fresh entropy, never numpy's global generator
     generator = torch.Generator(device=device).manual_seed(int(rng.randint(2**31 - 1)))
     model = copy.deepcopy(estimator.model_).to(device)  # the caller's model is never touched
     x, mask = estimator._to_tensors(values, observed, device)

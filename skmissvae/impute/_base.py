@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, StrOptions, _fit_context
@@ -32,6 +31,8 @@ from ..core.samplers import (
     importance_resample,
 )
 from ..core.training import NonFiniteLossError, TrainingConfig, TrainingResult
+# None means fresh entropy here, never numpy's global RandomState (sklearn's would use it).
+from ..datasets._missingness import check_random_state
 from ._columns import TableEncoder, infer_column_types
 
 # Rows per inference batch are chosen so that rows x Monte-Carlo samples stays near this.
@@ -57,15 +58,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def own_random_state(random_state) -> np.random.RandomState:
-    """``check_random_state``, except that ``None`` draws fresh entropy instead of returning
-    numpy's global RandomState: users' programs must not be reseeded or advanced."""
-    return np.random.RandomState() if random_state is None else check_random_state(random_state)
-
-
 def torch_generator(random_state, device: torch.device) -> torch.Generator:
     """A torch.Generator on ``device`` seeded from ``random_state`` (never a global RNG)."""
-    seed = int(own_random_state(random_state).randint(np.iinfo(np.int32).max))
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
     return torch.Generator(device=device).manual_seed(seed)
 
 

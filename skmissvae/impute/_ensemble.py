@@ -10,12 +10,9 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, _fit_context
-from ._base import BaseVAEImputer, LikelihoodImputerMixin, check_n_imputations, own_random_state
+from ..datasets._missingness import check_random_state
+from ._base import BaseVAEImputer, LikelihoodImputerMixin, check_n_imputations
 from ._mixture_vae import MixtureVAEImputer
-
-
-def _fit_member(estimator, X):
-    return estimator.fit(X)
 
 
 class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator):
@@ -110,9 +107,9 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         for name in ("estimators_", "n_features_in_", "feature_names_in_"):
             self.__dict__.pop(name, None)  # a failed refit leaves nothing fitted behind
         template = self._template()
-        seeds = own_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_estimators)
+        seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_estimators)
         members = [clone(template).set_params(random_state=int(seed)) for seed in seeds]
-        fitted = Parallel(n_jobs=self.n_jobs)(delayed(_fit_member)(m, X) for m in members)
+        fitted = Parallel(n_jobs=self.n_jobs)(delayed(m.fit)(X) for m in members)
         if self.random_state is None:  # later calls draw fresh randomness, as a single imputer's do
             for member in fitted:
                 member.random_state = None
