@@ -31,6 +31,7 @@ from .core.model import finite_mixture_objective, standard_normal_log_prob
 from .core.samplers import importance_log_likelihood
 from .core.training import TrainingConfig, train
 from .datasets._missingness import check_random_state
+from .impute._ensemble import VAEEnsembleImputer, equal_mixture_log_likelihood
 
 __all__ = [
     "crps",
@@ -74,8 +75,10 @@ def refit_test_log_likelihood(
 
     Parameters
     ----------
-    estimator : fitted MixtureVAEImputer or DeMissVAEImputer
-        Left unchanged (its model is copied).
+    estimator : fitted MixtureVAEImputer, DeMissVAEImputer or VAEEnsembleImputer
+        Left unchanged (its model is copied). For an ensemble, each member is refitted and
+        scored on its own and the result is the log of the mean of their likelihoods, a
+        lower bound for the equal-weight mixture of the members' models.
     X_test : array-like of shape (n_samples, n_features)
         Held-out rows, complete in the paper's protocol; ``np.nan`` entries are treated as
         missing (the bound is then on ``log p(x_o)``).
@@ -106,6 +109,16 @@ def refit_test_log_likelihood(
     with the decoder fixed, and then estimate the log-likelihood with the IWELBO".
     """
     check_is_fitted(estimator)
+    if isinstance(estimator, VAEEnsembleImputer):
+        estimator._check_input(X_test)
+        seeds = check_random_state(random_state).randint(2**31 - 1, size=len(estimator.estimators_))
+        settings = dict(n_refit_epochs=n_refit_epochs, n_importance_samples=n_importance_samples,
+                        n_refit_particles=n_refit_particles, learning_rate=learning_rate,
+                        batch_size=batch_size)
+        return equal_mixture_log_likelihood([
+            refit_test_log_likelihood(member, X_test, random_state=int(seed), **settings)
+            for member, seed in zip(estimator.estimators_, seeds)
+        ])
     n_refit_epochs = _check_count(n_refit_epochs, "n_refit_epochs", 0)
     n_importance_samples = _check_count(n_importance_samples, "n_importance_samples", 1)
     n_refit_particles = _check_count(n_refit_particles, "n_refit_particles", 1)
@@ -163,7 +176,9 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
 
     Parameters
     ----------
-    estimator : fitted MixtureVAEImputer or DeMissVAEImputer
+    estimator : fitted MixtureVAEImputer, DeMissVAEImputer or VAEEnsembleImputer
+        For an ensemble, the log-likelihood of the equal-weight mixture of its members'
+        models (each integrated on the grid), as in its ``score_samples``.
     X : array-like of shape (n_samples, n_features)
         Rows to score; ``np.nan`` marks missing entries.
 
@@ -173,6 +188,11 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
         In the units of ``X`` (as ``score_samples``).
     """
     check_is_fitted(estimator)
+    if isinstance(estimator, VAEEnsembleImputer):
+        estimator._check_input(X)
+        return equal_mixture_log_likelihood(
+            [grid_log_likelihood(member, X, grid_size, bound) for member in estimator.estimators_]
+        )
     model = estimator.model_
     if model.latent_dim not in (1, 2):
         raise ValueError(f"Grid integration needs latent_dim 1 or 2, got {model.latent_dim}.")

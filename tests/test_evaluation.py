@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 
+from skmissvae import VAEEnsembleImputer
 from skmissvae.evaluation import (
     crps,
     energy_score,
@@ -82,6 +83,21 @@ def test_grid_log_likelihood_scales_with_the_data(make_imputer, X_missing):
         grid_log_likelihood(base, X_missing[:8], grid_size=100) - n_observed[:8] * np.log(c),
         rtol=1e-5,
     )
+
+
+def test_grid_log_likelihood_of_an_ensemble_is_its_mixture(make_imputer, X_missing):
+    member = make_imputer("MIWAE", latent_dim=2, hidden_width=16, n_score_samples=20_000)
+    ensemble = VAEEnsembleImputer(member, n_estimators=2, random_state=0).fit(X_missing)
+    X = X_missing[:20]
+    grid = grid_log_likelihood(ensemble, X, grid_size=300)
+    members = np.stack([grid_log_likelihood(m, X, grid_size=300) for m in ensemble.estimators_])
+    assert grid.shape == (20,) and np.isfinite(grid).all()
+    # The equal-weight mixture of the two members' densities, not e.g. their geometric mean.
+    np.testing.assert_allclose(grid, np.logaddexp(members[0], members[1]) - np.log(2), rtol=1e-6)
+    assert np.abs(members[0] - members[1]).max() > 0.5  # two different models
+    assert np.median(np.abs(grid - ensemble.score_samples(X))) < 0.05
+    with pytest.raises(ValueError, match="VAEEnsembleImputer"):
+        grid_log_likelihood(ensemble, X[:, :3])
 
 
 def test_grid_log_likelihood_one_dimensional_latent(make_imputer, X_missing):
@@ -371,6 +387,25 @@ def test_refit_with_demissvae(X_missing, table):
     assert out.shape == (40,) and np.isfinite(out).all()
     for key, value in _state(imputer).items():
         torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+
+
+def test_refit_of_an_ensemble_scores_the_mixture_of_its_members(make_imputer, X_missing, table):
+    member = make_imputer("MIWAE", latent_dim=2, hidden_width=16)
+    ensemble = VAEEnsembleImputer(member, n_estimators=2, random_state=0).fit(X_missing)
+    X_test = table(n_samples=40, seed=5)[0]
+    before = [_state(m) for m in ensemble.estimators_]
+    kwargs = dict(n_refit_epochs=3, n_importance_samples=2000, random_state=0)
+    out = refit_test_log_likelihood(ensemble, X_test, **kwargs)
+    assert out.shape == (40,) and np.isfinite(out).all()
+    np.testing.assert_array_equal(out, refit_test_log_likelihood(ensemble, X_test, **kwargs))
+    grid = grid_log_likelihood(ensemble, X_test, grid_size=300)
+    members = np.stack([grid_log_likelihood(m, X_test, grid_size=300) for m in ensemble.estimators_])
+    assert out.mean() <= grid.mean() + 0.02  # a lower bound on the mixture (Monte-Carlo tolerance)
+    # Closer to the mixture than the members' average log-likelihood (Jensen's gap) is.
+    assert np.mean(np.abs(out - grid)) < 0.5 * np.mean(grid - members.mean(axis=0))
+    for estimator, state in zip(ensemble.estimators_, before):
+        for key, value in _state(estimator).items():
+            torch.testing.assert_close(value, state[key], rtol=0, atol=0)
 
 
 def test_refit_validates_arguments(trained_2d, make_imputer, X_missing):

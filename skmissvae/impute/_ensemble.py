@@ -15,6 +15,18 @@ from ._base import BaseVAEImputer, LikelihoodImputerMixin, check_n_imputations
 from ._mixture_vae import MixtureVAEImputer
 
 
+def equal_mixture_log_likelihood(member_log_likelihoods):
+    """``log((1/n) sum_m exp(l_m))`` per row from the members' ``[n]`` arrays of ``[rows]``.
+
+    Shifted by the largest member value, so that equal values (0 for a row with nothing
+    observed) come back exactly.
+    """
+    scores = np.stack(member_log_likelihoods)
+    top = scores.max(axis=0).astype(np.float64)
+    mixture = top + np.log(np.mean(np.exp(scores - top), axis=0))
+    return mixture.astype(scores.dtype)
+
+
 class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator):
     """An ensemble of VAE imputers that differ only in their random seed.
 
@@ -217,12 +229,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             units of the data passed in.
         """
         self._check_input(X)
-        scores = np.stack([m.score_samples(X) for m in self.estimators_])
-        # Shifted by the largest score, so that equal scores (0 for a row with nothing
-        # observed) come back exactly.
-        top = scores.max(axis=0).astype(np.float64)
-        mixture = top + np.log(np.mean(np.exp(scores - top), axis=0))
-        return mixture.astype(scores.dtype)
+        return equal_mixture_log_likelihood([m.score_samples(X) for m in self.estimators_])
 
     def get_feature_names_out(self, input_features=None):
         """Get output feature names for transformation (those of the members).
