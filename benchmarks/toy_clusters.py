@@ -35,7 +35,7 @@ from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import grid_log_likelihood
 
 from _report import RESULTS, SHARED_DATA, header, markdown_table
-from mog import likeliest_component, load_data
+from mog import SMALL_CLUSTER, likeliest_component, load_data
 
 N_MODEL_SAMPLES = 100_000
 
@@ -86,7 +86,7 @@ def main() -> None:
     stem = f"toy_clusters_s{args.seed}_mis{round(100 * args.missing_rate)}"
     command = f"python benchmarks/toy_clusters.py --seed {args.seed} --missing-rate {args.missing_rate}"
     total_gap = table["gap_share"].sum()
-    small = table["weight"] < 0.1
+    small = table["weight"] < SMALL_CLUSTER
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / f"{stem}.csv", index=False)
     with open(RESULTS / f"{stem}.md", "w") as f:
@@ -96,7 +96,7 @@ def main() -> None:
             f"MixtureVAEImputer with latent_dim=2, seed {args.seed}; {N_MODEL_SAMPLES:,} model "
             f"samples. Gap to the truth: {total_gap:.3f} nats, of which "
             f"{table.loc[small, 'gap_share'].sum():.3f} from the rows of the components with "
-            f"weight < 0.1 ({table.loc[small, 'weight'].sum():.0%} of the mass).\n\n"
+            f"weight < {SMALL_CLUSTER} ({table.loc[small, 'weight'].sum():.0%} of the mass).\n\n"
         )
         f.write(markdown_table(table.set_index("component"), floatfmt="{:.3f}"))
     print(table.round(3).to_string(index=False))
