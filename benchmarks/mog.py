@@ -87,11 +87,15 @@ class TimeToTarget:
         return False
 
 
+def component_log_joint(weights, means, covariances, X) -> np.ndarray:
+    """``log w_k + log N(x; mean_k, cov_k)`` of complete rows, shape ``(n_components, n_rows)``."""
+    return np.stack([np.log(w) + multivariate_normal(m, c).logpdf(X)
+                     for w, m, c in zip(weights, means, covariances)])
+
+
 def likeliest_component(mixture, X):
     """Index of the true mixture component most likely to have generated each complete row."""
-    log_joint = [np.log(w) + multivariate_normal(m, c).logpdf(X)
-                 for w, m, c in zip(mixture.weights, mixture.means, mixture.covariances)]
-    return np.argmax(log_joint, axis=0)
+    return component_log_joint(mixture.weights, mixture.means, mixture.covariances, X).argmax(axis=0)
 
 
 def run(method, seed, train, test, mixture, quick, missing_rate=0.5, overrides=None, ensemble=None):

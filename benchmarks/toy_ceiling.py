@@ -30,47 +30,47 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 
 from _report import RESULTS, SHARED_DATA, header, markdown_table
+from mog import component_log_joint
 
 
 
 def mixture_log_likelihood(weights, means, covariances, X) -> float:
-    per_component = [
-        np.log(w) + multivariate_normal(m, c).logpdf(X) for w, m, c in zip(weights, means, covariances)
-    ]
-    return float(logsumexp(np.stack(per_component), axis=0).mean())
+    return float(logsumexp(component_log_joint(weights, means, covariances, X), axis=0).mean())
 
 
-def factor_covariances(means, covariances, n_factors: int, n_draws: int, seed: int,
-                       noise_floor=None) -> list[np.ndarray]:
-    """Each component's covariance replaced by that of its maximum-likelihood q-factor model.
-
-    ``noise_floor`` (one standard deviation per column, or None) bounds the factor models'
-    noise from below, as the estimator's ``min_scale`` bounds its decoder's: the fit is then
-    refined by EM on the component's covariance with the noise variances clipped after
-    every step, from the unconstrained fit and from principal components, keeping the
-    better. That is a feasible factor model, so the ceiling it gives is attainable.
-    """
+def factor_models(means, covariances, n_factors: int, n_draws: int, seed: int) -> list[FactorAnalysis]:
+    """Each component's maximum-likelihood q-factor model, fitted to a sample of it."""
     rng = np.random.default_rng(seed)
     fitted = []
     for mean, cov in zip(means, covariances):
         draws = rng.multivariate_normal(mean, cov, size=n_draws)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model = FactorAnalysis(n_components=n_factors, max_iter=2000, random_state=seed).fit(draws)
-        if noise_floor is None:
-            fitted.append(model.get_covariance())
-            continue
-        values, vectors = np.linalg.eigh(cov)
-        starts = [(model.components_.T, model.noise_variance_),
-                  (vectors[:, -n_factors:] * np.sqrt(values[-n_factors:]), 0.1 * np.diag(cov))]
-        candidates = [_floored_factor_em(cov, *start, noise_floor**2) for start in starts]
-        fitted.append(max(candidates, key=lambda c: _expected_log_density(c, cov)))
+            fitted.append(FactorAnalysis(n_components=n_factors, max_iter=2000, random_state=seed).fit(draws))
     return fitted
+
+
+def factor_covariance(model: FactorAnalysis, cov, noise_floor=None) -> np.ndarray:
+    """The covariance of ``model``, a factor model of a component with covariance ``cov``.
+
+    ``noise_floor`` (one standard deviation per column, or None) bounds the factor model's
+    noise from below, as the estimator's ``min_scale`` bounds its decoder's: the fit is then
+    refined by EM on ``cov`` with the noise variances clipped after every step, from
+    ``model`` and from principal components, keeping the better. That is a feasible factor
+    model, so the ceiling it gives is attainable.
+    """
+    if noise_floor is None:
+        return model.get_covariance()
+    n_factors = model.components_.shape[0]
+    values, vectors = np.linalg.eigh(cov)
+    starts = [(model.components_.T, model.noise_variance_),
+              (vectors[:, -n_factors:] * np.sqrt(values[-n_factors:]), 0.1 * np.diag(cov))]
+    candidates = [_floored_factor_em(cov, *start, noise_floor**2) for start in starts]
+    return max(candidates, key=lambda c: _expected_log_density(c, cov))
 
 
 def _floored_factor_em(cov, loadings, noise, min_noise, n_iter: int = 20_000) -> np.ndarray:
@@ -108,10 +108,11 @@ def main() -> None:
     true_ll = mixture_log_likelihood(weights, means, covariances, test)
     column_scale = data["train"].std(axis=0)
     rows = []
-    for floor in args.noise_floor:
-        for q in args.factors:
-            covs = factor_covariances(means, covariances, q, args.draws, args.seed,
-                                      None if floor is None else floor * column_scale)
+    for q in args.factors:
+        models = factor_models(means, covariances, q, args.draws, args.seed)  # once for all floors
+        for floor in args.noise_floor:
+            floors = None if floor is None else floor * column_scale
+            covs = [factor_covariance(model, cov, floors) for model, cov in zip(models, covariances)]
             ll = mixture_log_likelihood(weights, means, covs, test)
             rows.append({"noise_floor": "none" if floor is None else floor, "factors": q,
                          "test_loglik": ll, "gap_to_truth": ll - true_ll})
