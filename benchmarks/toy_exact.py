@@ -64,12 +64,17 @@ def log_marginal(model, grid, step, x, mask) -> torch.Tensor:
     return torch.logsumexp(log_joint, dim=1) + 2 * math.log(step)
 
 
+def standardised(imputer, X) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows scaled as the imputer's model sees them (missing entries 0) and the observed mask."""
+    observed = ~np.isnan(X)
+    x = np.where(observed, (X - imputer.mean_) / imputer.scale_, 0.0)
+    return torch.tensor(x, dtype=torch.float32), torch.tensor(observed, dtype=torch.float32)
+
+
 def train_decoder(imputer, X, epochs, n_points, bound, seed, on_epoch):
     """Maximise the grid-integrated ``log p(x_o)`` of ``X`` over the decoder's weights."""
     model = imputer.model_
-    observed = ~np.isnan(X)
-    x = torch.tensor(np.where(observed, (X - imputer.mean_) / imputer.scale_, 0.0), dtype=torch.float32)
-    mask = torch.tensor(observed, dtype=torch.float32)
+    x, mask = standardised(imputer, X)
     generator = torch.Generator().manual_seed(seed)
     parameters = list(model.decoder.parameters())
     optimiser = torch.optim.Adam(parameters, lr=1e-3, amsgrad=True)
@@ -96,9 +101,7 @@ def exact_conditional_mean(imputer, X, n_points=500, bound=10.0) -> np.ndarray:
     model = imputer.model_
     grid, step = grid_points(n_points, bound)
     grid = grid + step / 2  # cell midpoints, as grid_log_likelihood
-    observed = ~np.isnan(X)
-    x = torch.tensor(np.where(observed, (X - imputer.mean_) / imputer.scale_, 0.0), dtype=torch.float32)
-    mask = torch.tensor(observed, dtype=torch.float32)
+    x, mask = standardised(imputer, X)
     out = []
     with torch.no_grad():
         h = model.decode(grid)
@@ -109,7 +112,7 @@ def exact_conditional_mean(imputer, X, n_points=500, bound=10.0) -> np.ndarray:
             log_joint = _gaussian_grid_log_prob(terms, x[rows], mask[rows]) + log_prior
             out.append((torch.softmax(log_joint.double(), dim=1) @ loc).numpy())
     imputed = np.concatenate(out) * imputer.scale_ + imputer.mean_
-    return np.where(observed, X, imputed)
+    return np.where(np.isnan(X), imputed, X)
 
 
 def run(seed, train, test, mixture, missing_rate, epochs, n_points, bound):
@@ -119,13 +122,14 @@ def run(seed, train, test, mixture, missing_rate, epochs, n_points, bound):
     with warnings.catch_warnings():  # one epoch is all we want: the model and the scaling
         warnings.simplefilter("ignore", ConvergenceWarning)
         imputer = MixtureVAEImputer(latent_dim=2, max_iter=1, random_state=seed).fit(X_train)
-    curve, start, evaluation = [], time.perf_counter(), [0.0]
+    curve, start, evaluation_time = [], time.perf_counter(), 0.0
 
     def on_epoch(epoch, objective):
+        nonlocal evaluation_time
         if epoch % max(1, epochs // 10) == 0 or epoch == epochs:
-            elapsed = time.perf_counter() - start - evaluation[0]  # training time only
+            elapsed = time.perf_counter() - start - evaluation_time  # training time only
             value = float(grid_log_likelihood(imputer, test).mean())
-            evaluation[0] = time.perf_counter() - start - elapsed
+            evaluation_time = time.perf_counter() - start - elapsed
             curve.append({"seed": seed, "epoch": epoch, "elapsed_s": elapsed,
                           "train_objective": objective, "loglik_grid": value})
             print(curve[-1], flush=True)
