@@ -32,6 +32,15 @@ def header(title: str, command: str) -> str:
     )
 
 
+def save_report(stem: str, frame: pd.DataFrame, title: str, command: str, body: str,
+                index: bool = False) -> None:
+    """Write ``frame`` to ``results/<stem>.csv`` and the Markdown report (the header with the
+    command that made it, then ``body``) to ``results/<stem>.md``."""
+    RESULTS.mkdir(exist_ok=True)
+    frame.to_csv(RESULTS / f"{stem}.csv", index=index)
+    (RESULTS / f"{stem}.md").write_text(header(title, command) + body)
+
+
 def parse_settings(items: list[str]) -> dict:
     """``["name=value", ...]`` -> ``{name: value}``, values read as Python literals when they are."""
     settings = {}

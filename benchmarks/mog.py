@@ -44,7 +44,7 @@ from skmissvae import METHODS, VAEEnsembleImputer
 from skmissvae.datasets import MixtureOfGaussians, make_mcar, make_mixture_of_gaussians
 from skmissvae.evaluation import grid_log_likelihood, imputation_rmse
 
-from _report import RESULTS, SHARED_DATA, header, markdown_table, parse_settings
+from _report import RESULTS, SHARED_DATA, markdown_table, parse_settings, save_report
 from _variants import VARIANTS
 
 TARGET_GAP = 0.10  # nats below the true model's log-likelihood
@@ -156,22 +156,17 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, note: str) -> Non
     summary = frame.groupby("method", sort=False)[columns].median()
     true_ll = frame["loglik_true"].iloc[0]
     best = summary["loglik_grid"].idxmax()
-    RESULTS.mkdir(exist_ok=True)
-    frame.to_csv(RESULTS / f"{stem}.csv", index=False)
-    with open(RESULTS / f"{stem}.md", "w") as f:
-        f.write(header("Mixture-of-Gaussians toy benchmark", command))
-        f.write(
-            f"{note} Defaults with `latent_dim=2`; medians over seeds "
-            f"{sorted(frame['seed'].unique().tolist())}. True model: {true_ll:.4f} nats; oracle "
-            f"RMSE {frame['rmse_oracle'].median():.4f}.\n\n"
-        )
-        f.write(markdown_table(summary))
-        f.write(
-            f"\nBest variant by grid log-likelihood: {best}, "
-            f"{summary.loc[best, 'loglik_grid'] - true_ll:+.4f} nats from the truth "
-            f"(target: within -{TARGET_GAP}); RMSE ratio to oracle "
-            f"{summary.loc[best, 'rmse_ratio']:.3f} (target: <= {1 + RMSE_TOLERANCE}).\n"
-        )
+    body = (
+        f"{note} Defaults with `latent_dim=2`; medians over seeds "
+        f"{sorted(frame['seed'].unique().tolist())}. True model: {true_ll:.4f} nats; oracle "
+        f"RMSE {frame['rmse_oracle'].median():.4f}.\n\n"
+        + markdown_table(summary)
+        + f"\nBest variant by grid log-likelihood: {best}, "
+        f"{summary.loc[best, 'loglik_grid'] - true_ll:+.4f} nats from the truth "
+        f"(target: within -{TARGET_GAP}); RMSE ratio to oracle "
+        f"{summary.loc[best, 'rmse_ratio']:.3f} (target: <= {1 + RMSE_TOLERANCE}).\n"
+    )
+    save_report(stem, frame, "Mixture-of-Gaussians toy benchmark", command, body)
     print(summary.round(4).to_string())
 
 

@@ -33,7 +33,7 @@ from scipy.special import logsumexp
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 
-from _report import RESULTS, SHARED_DATA, header, markdown_table
+from _report import SHARED_DATA, markdown_table, save_report
 from mog import component_log_joint
 
 
@@ -120,27 +120,23 @@ def main() -> None:
     frame = pd.DataFrame(rows).set_index(["noise_floor", "factors"])
     if args.noise_floor == [None]:
         frame = frame.droplevel("noise_floor")  # the original report's layout
-    RESULTS.mkdir(exist_ok=True)
-    frame.to_csv(RESULTS / f"{args.output}.csv")
-    with open(RESULTS / f"{args.output}.md", "w") as f:
-        f.write(header("Toy data: a factor-analysis ceiling for a VAE's latent dimension", command))
-        f.write(
-            f"True mixture ({len(weights)} components, {means.shape[1]} columns): {true_ll:.4f} nats on "
-            f"{len(test)} test rows. Each component replaced by its best q-factor model "
-            f"({args.draws:,} draws per component):\n\n"
+    body = (
+        f"True mixture ({len(weights)} components, {means.shape[1]} columns): {true_ll:.4f} nats on "
+        f"{len(test)} test rows. Each component replaced by its best q-factor model "
+        f"({args.draws:,} draws per component):\n\n"
+        + markdown_table(frame, "{:.4f}")
+        + "\nThe target of the toy benchmark is within 0.10 nats of the truth. A gap smaller than "
+        "that at q = 2 means the paper's 2-D latent does not rule the target out; what is "
+        "left is training (budget, optimiser, missing data).\n"
+    )
+    if args.noise_floor != [None]:
+        body += (
+            "\nWith a noise floor the factor models are those a decoder with that "
+            "`min_scale` can reach locally (found by EM, so the values are attainable, "
+            "not upper bounds).\n"
         )
-        f.write(markdown_table(frame, "{:.4f}"))
-        f.write(
-            "\nThe target of the toy benchmark is within 0.10 nats of the truth. A gap smaller than "
-            "that at q = 2 means the paper's 2-D latent does not rule the target out; what is "
-            "left is training (budget, optimiser, missing data).\n"
-        )
-        if args.noise_floor != [None]:
-            f.write(
-                "\nWith a noise floor the factor models are those a decoder with that "
-                "`min_scale` can reach locally (found by EM, so the values are attainable, "
-                "not upper bounds).\n"
-            )
+    save_report(args.output, frame, "Toy data: a factor-analysis ceiling for a VAE's latent dimension",
+                command, body, index=True)
 
 
 if __name__ == "__main__":

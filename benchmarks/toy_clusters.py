@@ -34,7 +34,7 @@ from skmissvae import MixtureVAEImputer
 from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import grid_log_likelihood
 
-from _report import RESULTS, SHARED_DATA, header, markdown_table
+from _report import SHARED_DATA, markdown_table, save_report
 from mog import SMALL_CLUSTER, likeliest_component, load_data
 
 N_MODEL_SAMPLES = 100_000
@@ -87,18 +87,16 @@ def main() -> None:
     command = f"python benchmarks/toy_clusters.py --seed {args.seed} --missing-rate {args.missing_rate}"
     total_gap = table["gap_share"].sum()
     small = table["weight"] < SMALL_CLUSTER
-    RESULTS.mkdir(exist_ok=True)
-    table.to_csv(RESULTS / f"{stem}.csv", index=False)
-    with open(RESULTS / f"{stem}.md", "w") as f:
-        f.write(header("Toy data: the default model against the truth, cluster by cluster", command))
-        f.write(
-            f"Data: {source}; {args.missing_rate:.0%} MCAR training data. Default "
-            f"MixtureVAEImputer with latent_dim=2, seed {args.seed}; {N_MODEL_SAMPLES:,} model "
-            f"samples. Gap to the truth: {total_gap:.3f} nats, of which "
-            f"{table.loc[small, 'gap_share'].sum():.3f} from the rows of the components with "
-            f"weight < {SMALL_CLUSTER} ({table.loc[small, 'weight'].sum():.0%} of the mass).\n\n"
-        )
-        f.write(markdown_table(table.set_index("component"), floatfmt="{:.3f}"))
+    body = (
+        f"Data: {source}; {args.missing_rate:.0%} MCAR training data. Default "
+        f"MixtureVAEImputer with latent_dim=2, seed {args.seed}; {N_MODEL_SAMPLES:,} model "
+        f"samples. Gap to the truth: {total_gap:.3f} nats, of which "
+        f"{table.loc[small, 'gap_share'].sum():.3f} from the rows of the components with "
+        f"weight < {SMALL_CLUSTER} ({table.loc[small, 'weight'].sum():.0%} of the mass).\n\n"
+        + markdown_table(table.set_index("component"), floatfmt="{:.3f}")
+    )
+    save_report(stem, table, "Toy data: the default model against the truth, cluster by cluster",
+                command, body)
     print(table.round(3).to_string(index=False))
 
 

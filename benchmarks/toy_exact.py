@@ -44,7 +44,7 @@ from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import (_gaussian_grid_log_prob, _gaussian_grid_terms,
                                   grid_log_likelihood, imputation_rmse)
 
-from _report import RESULTS, SHARED_DATA, header, markdown_table
+from _report import RESULTS, SHARED_DATA, markdown_table, save_report
 from mog import SMALL_CLUSTER, likeliest_component, load_data
 
 BATCH_SIZE = 512
@@ -169,22 +169,19 @@ def main() -> None:
                f"--missing-rate {args.missing_rate} --epochs {args.epochs} --grid {args.grid} "
                f"--bound {args.bound} --output {args.output}")
     frame, curve_frame = pd.DataFrame(summaries), pd.DataFrame(curves)
-    RESULTS.mkdir(exist_ok=True)
-    frame.to_csv(RESULTS / f"{args.output}.csv", index=False)
-    curve_frame.to_csv(RESULTS / f"{args.output}_curve.csv", index=False)
     true_ll = float(mixture.log_likelihood(test).mean())
-    with open(RESULTS / f"{args.output}.md", "w") as f:
-        f.write(header("Toy data: the default decoder trained with exact inference", command))
-        f.write(
-            f"Data: {source}; {len(train)} training rows, {args.missing_rate:.0%} MCAR; "
-            f"{len(test)} complete test rows. True model: {true_ll:.4f} nats. Decoder of "
-            f"`MixtureVAEImputer(latent_dim=2)` trained by grid-integrated log-likelihood "
-            f"({args.grid} x {args.grid} on [-{args.bound}, {args.bound})^2, randomly shifted), "
-            f"{args.epochs} epochs at batch {BATCH_SIZE}; no encoder.\n\n"
-        )
-        f.write(markdown_table(frame.set_index("seed")))
-        f.write("\nTest log-likelihood during training:\n\n")
-        f.write(markdown_table(curve_frame.set_index(["seed", "epoch"])))
+    body = (
+        f"Data: {source}; {len(train)} training rows, {args.missing_rate:.0%} MCAR; "
+        f"{len(test)} complete test rows. True model: {true_ll:.4f} nats. Decoder of "
+        f"`MixtureVAEImputer(latent_dim=2)` trained by grid-integrated log-likelihood "
+        f"({args.grid} x {args.grid} on [-{args.bound}, {args.bound})^2, randomly shifted), "
+        f"{args.epochs} epochs at batch {BATCH_SIZE}; no encoder.\n\n"
+        + markdown_table(frame.set_index("seed"))
+        + "\nTest log-likelihood during training:\n\n"
+        + markdown_table(curve_frame.set_index(["seed", "epoch"]))
+    )
+    save_report(args.output, frame, "Toy data: the default decoder trained with exact inference", command, body)
+    curve_frame.to_csv(RESULTS / f"{args.output}_curve.csv", index=False)
     print(frame.round(4).to_string(index=False))
 
 
