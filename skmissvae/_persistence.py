@@ -3,8 +3,9 @@
 A save file is written with :func:`torch.save` and read back with
 ``torch.load(path, weights_only=True)``: it holds only tensors and plain Python values
 (numbers, strings, lists, dicts), so loading one cannot run code hidden in the file, as
-unpickling can. It stores the model's ``state_dict``, the estimator's parameters, its fitted
-attributes, the library version and a format version.
+unpickling can. It stores the estimator's parameters, its fitted model (the network's
+``state_dict``, the table encoder and the proposal, see ``FittedModel.get_state``), its other
+fitted attributes, the library version and a format version.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._fitted import EncoderProposal, FittedModel, ImputationMixtureProposal, ModelConfig, build_model
+from ._table import TableEncoder
 from .core.likelihoods import SCALE_FLOOR
+from .core.problems import ImputationSampler
 
 __all__ = ["save", "load", "FORMAT_VERSION"]
 
 #: (major, minor) of the save-file layout; files with another major or a newer minor are refused.
 # 1.1 added the min_scale parameter; 1.0 files are read with the floor they were trained with.
 # 1.2 added ensembles (VAEEnsembleImputer): the members are stored as single models are.
-FORMAT_VERSION = (1, 2)
-# Single models keep the 1.1 layout, so older readers still load them.
-_SINGLE_MODEL_FORMAT = (1, 1)
+# 1.3 stores the fitted model whole (table encoder with every column type, proposal).
+FORMAT_VERSION = (1, 3)
 
 _MAGIC = "skmissvae-estimator"
 
@@ -104,29 +107,16 @@ def _params_state(estimator) -> dict:
 
 def _model_state(estimator) -> dict:
     """A fitted single-model imputer as tensors and plain values."""
-    name = _model_class_name(estimator)
-    model = estimator.model_
-    if type(model.likelihood).__name__ != "GaussianLikelihood":
-        raise TypeError(
-            f"Cannot save a model with a {type(model.likelihood).__name__} observation model "
-            "yet; use pickle or joblib for this estimator."
-        )
     attributes = {
         key: _encode(key, value)
         for key, value in vars(estimator).items()
-        if key.endswith("_") and not key.startswith("_") and key != "model_"
+        if key.endswith("_") and not key.startswith("_") and key != "fitted_model_"
     }
     return {
-        "estimator": name,
+        "estimator": _model_class_name(estimator),
         "params": _params_state(estimator),
         "attributes": attributes,
-        "model_config": {
-            "n_features": int(model.n_features),
-            "latent_dim": int(model.latent_dim),
-            "n_components": int(model.n_components),
-            "encoder_uses_mask": bool(model.encoder_uses_mask),
-        },
-        "model_state": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+        "fitted_model": estimator.fitted_model_.get_state(),
     }
 
 
@@ -188,8 +178,7 @@ def save(estimator, path) -> None:
         _model_class_name(estimator)  # a foreign estimator is refused before the fit check
     check_is_fitted(estimator)
     state = _ensemble_state(estimator) if ensemble else _model_state(estimator)
-    version = FORMAT_VERSION if ensemble else _SINGLE_MODEL_FORMAT
-    state.update(magic=_MAGIC, format_version=list(version), library_version=__version__)
+    state.update(magic=_MAGIC, format_version=list(FORMAT_VERSION), library_version=__version__)
     torch.save(state, os.fspath(path))
 
 
@@ -247,24 +236,55 @@ def load(path):
 
 
 def _model_from_state(state: dict, version: tuple):
-    from .core.model import MissingDataVAE
-
     params = {key: _decode(entry) for key, entry in state["params"].items()}
     if tuple(version[:2]) < (1, 1):
         params["min_scale"] = SCALE_FLOOR  # the decoder's fixed floor before min_scale existed
     estimator = _estimator_class(state["estimator"])(**params)
-    for key, entry in state["attributes"].items():
-        setattr(estimator, key, _decode(entry))
-    model = MissingDataVAE(
-        **state["model_config"],
-        width=params["hidden_width"],
-        n_blocks=params["n_hidden_blocks"],
-        dropout=params["dropout"],
-        likelihood=estimator._likelihood(),
-    )
-    model.load_state_dict(state["model_state"])
-    estimator.model_ = model.eval()
+    attributes = {key: _decode(entry) for key, entry in state["attributes"].items()}
+    if tuple(version[:2]) < (1, 3):
+        estimator.fitted_model_ = _legacy_fitted_model(state, params, attributes)
+        attributes = {key: value for key, value in attributes.items() if key not in _LEGACY_TABLE_ATTRIBUTES}
+    else:
+        estimator.fitted_model_ = FittedModel.from_state(state["fitted_model"])
+    for key, value in attributes.items():
+        setattr(estimator, key, value)
     return estimator
+
+
+# Fitted attributes of format 1.0-1.2 files that now live in the fitted model.
+_LEGACY_TABLE_ATTRIBUTES = ("mean_", "scale_", "empty_features_", "column_types_", "column_encoder_", "device_")
+
+
+def _legacy_fitted_model(state: dict, params: dict, attributes: dict) -> FittedModel:
+    """The fitted model of a format 1.0-1.2 file: continuous columns only, as those
+    formats could store nothing else."""
+    kinds = ["continuous"] * len(attributes["mean_"])
+    table = TableEncoder(kinds, params["keep_empty_features"])
+    table.codec_ = None
+    table.mean_, table.scale_ = attributes["mean_"], attributes["scale_"]
+    table.empty_ = attributes["empty_features_"]
+    table.column_types_ = attributes["column_types_"]
+    model_config = state["model_config"]
+    config = ModelConfig(
+        latent_dim=model_config["latent_dim"], n_components=model_config["n_components"],
+        hidden_width=params["hidden_width"], n_hidden_blocks=params["n_hidden_blocks"],
+        dropout=params["dropout"], min_scale=params["min_scale"],
+        encoder_uses_mask=model_config["encoder_uses_mask"],
+    )
+    model = build_model(config, table)
+    model.load_state_dict(state["model_state"])
+    if state["estimator"] == "DeMissVAEImputer":
+        sampler = ImputationSampler(
+            sampler=params["sampler"], lair_iterations=params["lair_iterations"],
+            lair_samples_per_proposal=params["lair_samples_per_proposal"],
+            lair_prior_proposals=params["lair_prior_proposals"],
+            lair_final_resampling=params["lair_final_resampling"],
+        )
+        proposal = ImputationMixtureProposal(attributes["imputation_pool_"], table, params["n_imputations"],
+                                             sampler, params["n_transform_sweeps"])
+    else:
+        proposal = EncoderProposal()
+    return FittedModel(model.eval(), table, config, proposal, attributes.get("device_", torch.device("cpu")))
 
 
 def _estimator_class(name: str) -> type:

@@ -2,8 +2,8 @@
 
 Log-likelihood of held-out data:
 
-* ``refit_test_log_likelihood``: the paper's protocol (Simkus & Gutmann, 2024, sec. 5;
-  methods.md, sec. 6): freeze the decoder, refit a copy of the encoder on the test rows with
+* ``refit_test_log_likelihood``: the paper's protocol (Simkus & Gutmann, 2024, sec. 5):
+  freeze the decoder, refit a copy of the encoder on the test rows with
   an IWELBO, then report an IWELBO with many importance samples. It measures the model
   ``p(x)`` rather than the trained encoder.
 * ``grid_log_likelihood``: the marginal ``log p(x_o)`` by numerical integration over a 1-D
@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._fitted import EncoderProposal, FittedModel
 from .core.likelihoods import GaussianLikelihood
-from .core.model import finite_mixture_objective, standard_normal_log_prob
-from .core.samplers import importance_log_likelihood
+from .core.model import standard_normal_log_prob
+from .core.problems import FiniteMixtureProblem
 from .core.training import TrainingConfig, train
 from .datasets._missingness import check_random_state
 from .impute._ensemble import VAEEnsembleImputer, equal_mixture_log_likelihood
@@ -110,7 +111,6 @@ def refit_test_log_likelihood(
     """
     check_is_fitted(estimator)
     if isinstance(estimator, VAEEnsembleImputer):
-        estimator._check_input(X_test)
         seeds = check_random_state(random_state).randint(2**31 - 1, size=len(estimator.estimators_))
         settings = dict(n_refit_epochs=n_refit_epochs, n_importance_samples=n_importance_samples,
                         n_refit_particles=n_refit_particles, learning_rate=learning_rate,
@@ -125,46 +125,40 @@ def refit_test_log_likelihood(
     if not (isinstance(learning_rate, numbers.Real) and learning_rate > 0):
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
     batch_size = _check_count(estimator.batch_size if batch_size is None else batch_size, "batch_size", 1)
-    values, observed = estimator._prepare(X_test)
-    device = estimator._inference_device()
+    fitted = estimator.fitted_model_
+    values, observed = fitted.table.encode(X_test)
+    device = fitted.inference_device()
     rng = check_random_state(random_state)  # None: fresh entropy, never numpy's global generator
     generator = torch.Generator(device=device).manual_seed(int(rng.randint(2**31 - 1)))
-    model = copy.deepcopy(estimator.model_).to(device)  # the caller's model is never touched
-    x, mask = estimator._to_tensors(values, observed, device)
+    model = copy.deepcopy(fitted.model).to(device)  # the caller's model is never touched
     if n_refit_epochs:
-        _refit_encoder(model, x, mask, estimator, n_refit_epochs, n_refit_particles, learning_rate, batch_size, generator)
-    model.eval()
-    out = np.empty(len(values))
-    rows_per_chunk = max(1, 2**16 // min(n_importance_samples, 256))
-    with torch.no_grad():
-        for start in range(0, len(values), rows_per_chunk):
-            rows = slice(start, start + rows_per_chunk)
-            q = model.encode(x[rows], mask[rows], generator)
-            log_lik = importance_log_likelihood(model, x[rows], mask[rows], q, n_importance_samples, generator)
-            out[rows] = log_lik.cpu().numpy()
-    return out - (observed * np.log(estimator.scale_)).sum(axis=1)
+        x, mask = fitted.table.to_tensors(values, observed, device)
+        sampling = getattr(estimator, "sampling", "ancestral")
+        _refit_encoder(model, x, mask, sampling, estimator.clip_grad_norm, n_refit_epochs, n_refit_particles,
+                       learning_rate, batch_size, generator)
+    # Scored by the refitted encoder, with the Jacobian of the fitted table encoder.
+    refitted = FittedModel(model.eval(), fitted.table, fitted.config, EncoderProposal(), device)
+    return refitted.log_likelihood(values, observed, n_samples=n_importance_samples, random_state=rng)
 
 
-def _refit_encoder(model, x, mask, estimator, n_epochs, n_particles, learning_rate, batch_size, generator):
+def _refit_encoder(model, x, mask, sampling, clip_grad_norm, n_epochs, n_particles, learning_rate, batch_size,
+                   generator):
     """Train ``model.encoder`` in place on ``(x, mask)`` with the decoder frozen."""
     for param in model.decoder.parameters():
         param.requires_grad_(False)  # on the copy only
-    stratified = model.n_components > 1 and getattr(estimator, "sampling", "ancestral") == "stratified"
+    stratified = model.n_components > 1 and sampling == "stratified"
     if stratified:
         # The stratified bound draws n_particles // K latents per component.
         n_particles = model.n_components * math.ceil(n_particles / model.n_components)
-
-    def objective(x_batch, mask_batch, rows, gen):
-        return finite_mixture_objective(
-            model, x_batch, mask_batch, objective="iwelbo",
-            sampling="stratified" if stratified else "ancestral", n_particles=n_particles, generator=gen,
-        )
-
+    problem = FiniteMixtureProblem(
+        model, objective="iwelbo", sampling="stratified" if stratified else "ancestral",
+        n_particles=n_particles, parameters=list(model.encoder.parameters()),
+    )
     config = TrainingConfig(
         max_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule="cosine",
-        clip_grad_norm=getattr(estimator, "clip_grad_norm", 5.0), validation_fraction=0.0,
+        clip_grad_norm=clip_grad_norm, validation_fraction=0.0,
     )
-    train(model, objective, x, mask, config, generator, parameters=list(model.encoder.parameters()))
+    train(problem, x, mask, config, generator)
 
 
 def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0) -> np.ndarray:
@@ -189,20 +183,20 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
     """
     check_is_fitted(estimator)
     if isinstance(estimator, VAEEnsembleImputer):
-        estimator._check_input(X)
         return equal_mixture_log_likelihood(
             [grid_log_likelihood(member, X, grid_size, bound) for member in estimator.estimators_]
         )
-    model = estimator.model_
+    fitted = estimator.fitted_model_
+    model = fitted.model
     if model.latent_dim not in (1, 2):
         raise ValueError(f"Grid integration needs latent_dim 1 or 2, got {model.latent_dim}.")
-    if getattr(estimator, "column_encoder_", None) is not None:
+    if fitted.table.codec_ is not None:
         raise ValueError(
             "grid_log_likelihood supports tables of continuous columns only; this model has "
             "binary or categorical columns (use score_samples)."
         )
-    values, observed = estimator._prepare(X)
-    device = estimator._inference_device()
+    values, observed = fitted.table.encode(X)
+    device = fitted.inference_device()
     model.eval()
     step = 2 * bound / grid_size
     axis = torch.arange(grid_size, dtype=torch.float32, device=device) * step - bound + step / 2
@@ -216,14 +210,14 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
         rows_per_chunk = max(1, (2**24 if gaussian is not None else 2**22) // len(grid))
         for start in range(0, len(values), rows_per_chunk):
             rows = slice(start, start + rows_per_chunk)
-            x, mask = estimator._to_tensors(values[rows], observed[rows], device)
+            x, mask = fitted.table.to_tensors(values[rows], observed[rows], device)
             if gaussian is not None:
                 log_joint = _gaussian_grid_log_prob(gaussian, x, mask) + log_prior  # [B, G]
             else:
                 per_feature = model.likelihood.log_prob_elementwise(x[:, None, :], h[None])  # [B, G, D]
                 log_joint = (per_feature * mask[:, None, :]).sum(-1) + log_prior  # [B, G]
             out[rows] = (torch.logsumexp(log_joint, dim=1) + log_volume).cpu().numpy()
-    return out - (observed * np.log(estimator.scale_)).sum(axis=1)
+    return out - fitted.table.log_jacobian(values, observed)
 
 
 def _gaussian_grid_terms(likelihood, h):

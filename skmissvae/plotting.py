@@ -248,7 +248,7 @@ def plot_latent_posterior(estimator, X, rows=None, ax=None, grid_size=120, exten
         )
     if isinstance(grid_size, bool) or not isinstance(grid_size, numbers.Integral) or grid_size < 2:
         raise ValueError(f"grid_size must be an integer >= 2, got {grid_size!r}.")
-    values, observed = estimator._prepare(X)
+    values, observed = estimator.fitted_model_.table.encode(X)
     rows = _select_rows(observed, rows)
     axes = _posterior_axes(ax, len(rows))
     q, z1, z2, posterior = _posterior_on_grid(estimator, values[rows], observed[rows], grid_size, extent)
@@ -298,13 +298,11 @@ def _posterior_on_grid(estimator, values, observed, grid_size, extent):
 def _posterior_on_grid_no_grad(estimator, values, observed, grid_size, extent):
     import torch
 
-    from .impute._base import torch_generator
-
-    device = estimator._inference_device()
-    model = estimator.model_
-    model.eval()
-    x, mask = estimator._to_tensors(values, observed, device)
-    q = estimator._proposal(x, mask, torch_generator(estimator.random_state, device))
+    fitted = estimator.fitted_model_
+    q = fitted.proposal(values, observed, estimator.random_state)
+    device = fitted.inference_device()
+    model = fitted.model
+    x, mask = fitted.table.to_tensors(values, observed, device)
     loc = q.loc.reshape(len(values), -1, 2)  # [B, K, 2] for Gaussian and mixture alike
     scale = q.scale.reshape(len(values), -1, 2)
     if extent is None:

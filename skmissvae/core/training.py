@@ -1,10 +1,9 @@
-"""Validated training configuration and the training loop.
+"""Validated training configuration, the training-problem interface and the loop.
 
-The loop is generic: it maximises the batch mean of any per-row objective
-``objective_fn(x_filled, observed, rows, generator) -> [B]`` over in-memory tensors, with
-Adam (amsgrad), an optional cosine schedule, global gradient-norm clipping, mini-batches by
-index permutation, and early stopping on held-out rows or held-out entries that detects
-overfitting.
+The loop is generic: it maximises the batch mean of a ``TrainingProblem``'s per-row
+objective over in-memory tensors, with Adam (amsgrad), an optional cosine schedule,
+global gradient-norm clipping, mini-batches by index permutation, and early stopping on
+held-out rows or held-out entries by a named stopping rule.
 """
 
 from __future__ import annotations
@@ -19,14 +18,17 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TrainingConfig", "TrainingResult", "train", "split_entries", "NonFiniteLossError"]
-
-# (x_filled [B, D], observed [B, D], rows [B] indices into the training set, generator) -> [B]
-ObjectiveFn = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
-# (x_filled [B, D], observed [B, D], x_target [B, D], held_out [B, D], generator) -> [B]:
-# a per-row score (higher is better) of how well the held-out entries, whose values are in
-# x_target, are predicted from the observed ones, e.g. minus an imputation's squared error.
-HeldOutFn = Callable[[Tensor, Tensor, Tensor, Tensor, torch.Generator], Tensor]
+__all__ = [
+    "NoImprovementRule",
+    "NonFiniteLossError",
+    "OverfittingRule",
+    "TrainingConfig",
+    "TrainingProblem",
+    "TrainingResult",
+    "split_entries",
+    "stopping_rule",
+    "train",
+]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,8 +65,6 @@ class TrainingConfig:
         Minimum change of the validation objective that counts (nats per row).
     max_non_finite_steps : int
         Consecutive non-finite losses tolerated (each is skipped) before training stops.
-    verbose : int
-        0 silent, >= 1 one line per epoch.
     """
 
     max_epochs: int = 100
@@ -77,7 +77,6 @@ class TrainingConfig:
     n_iter_no_change: int = 10
     tol: float = 1e-3
     max_non_finite_steps: int = 20
-    verbose: int = 0
 
     def __post_init__(self) -> None:
         def count(value) -> bool:
@@ -141,14 +140,111 @@ def split_entries(
     return held & ~keeps_none
 
 
-def _evaluate(objective_fn, x, observed, rows, batch_size, seed) -> tuple[float, float]:
-    """Mean per-row objective over ``rows`` and its standard error."""
+class TrainingProblem:
+    """What ``train`` optimises: a model, its per-row objective and optional hooks.
+
+    Subclasses implement ``objective``; the other methods have defaults. Every method that
+    draws random numbers takes the loop's ``torch.Generator``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def parameters(self) -> list[nn.Parameter]:
+        """What the optimiser updates (default: every parameter of the model)."""
+        return list(self.model.parameters())
+
+    def objective(self, x_filled: Tensor, observed: Tensor, rows: Tensor, generator: torch.Generator) -> Tensor:
+        """Per-row training objective ``[B]`` (higher is better) of a batch ``[B, D]``;
+        ``rows`` are the batch's indices into the training set."""
+        raise NotImplementedError
+
+    def backward(self, per_row: Tensor) -> None:
+        """Accumulate the gradients of the step's loss ``-mean(per_row)``."""
+        (-per_row.mean()).backward()
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called with the epoch index (from 0) before each epoch."""
+
+    def validation_score(self, x_filled: Tensor, observed: Tensor, rows: Tensor, generator: torch.Generator) -> Tensor:
+        """Per-row score ``[B]`` of held-out rows (default: the training objective)."""
+        return self.objective(x_filled, observed, rows, generator)
+
+    def held_out_score(self, x_filled: Tensor, observed: Tensor, x_target: Tensor, held: Tensor,
+                       generator: torch.Generator) -> Tensor:
+        """Per-row score ``[B]`` of how well the held-out entries ``held [B, D]``, whose
+        values are in ``x_target``, are predicted from the observed ones (higher is
+        better); needed for ``validation_split="entries"``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score held-out entries.")
+
+    def entry_groups(self, device) -> Optional[Tensor]:
+        """Column group ids ``[D]`` held out together by ``split_entries`` (or None)."""
+        return None
+
+
+@dataclass(frozen=True)
+class OverfittingRule:
+    """Early stopping on held-out rows: stop when the score has stayed below its best by
+    more than ``tol`` and two standard errors for ``n_iter_no_change`` epochs.
+
+    Only a fall beyond two standard errors (the luck of which rows were held out) is
+    evidence of overfitting; stopping on smaller falls forgoes the annealed end of the
+    schedule. A fit that runs to the end keeps its final weights unless they score
+    clearly below the best in the same sense.
+    """
+
+    n_iter_no_change: int
+    tol: float
+
+    def latest_is_good(self, score: float, standard_error: float, best_score: float,
+                       improved: bool, usable: bool) -> bool:
+        return usable and score >= best_score - max(self.tol, 2 * standard_error)
+
+    def keep_final(self, latest_is_good: bool, stopped_early: bool, finite: bool) -> bool:
+        return latest_is_good
+
+
+@dataclass(frozen=True)
+class NoImprovementRule:
+    """Early stopping on held-out entries: stop after ``n_iter_no_change`` epochs without
+    a new best (by more than ``tol``).
+
+    Every epoch is scored on the same held-out entries, so epochs compare as pairs: any
+    epoch without a new best counts as worse. A stopped fit restores its best weights (the
+    caller may then refit on every entry); one that runs to the end keeps its final,
+    annealed weights.
+    """
+
+    n_iter_no_change: int
+    tol: float
+
+    def latest_is_good(self, score: float, standard_error: float, best_score: float,
+                       improved: bool, usable: bool) -> bool:
+        return improved
+
+    def keep_final(self, latest_is_good: bool, stopped_early: bool, finite: bool) -> bool:
+        return not stopped_early and finite
+
+
+def stopping_rule(config: TrainingConfig) -> OverfittingRule | NoImprovementRule:
+    """The rule that goes with ``config.validation_split``."""
+    rule = NoImprovementRule if config.validation_split == "entries" else OverfittingRule
+    return rule(config.n_iter_no_change, config.tol)
+
+
+def _evaluate(score_fn, x, observed, rows, batch_size, seed) -> tuple[float, float]:
+    """Mean per-row score over ``rows`` and its standard error."""
     # A fixed seed gives every epoch the same Monte-Carlo noise (common random numbers),
     # so validation scores differ only through the parameters.
     generator = torch.Generator(device=x.device).manual_seed(seed)
     with torch.no_grad():
         values = torch.cat([
-            objective_fn(x[idx], observed[idx], idx, generator).double()
+            score_fn(x[idx], observed[idx], idx, generator).double()
             for idx in rows.split(batch_size)
         ])
     mean = values.mean().item()
@@ -161,78 +257,64 @@ def _all_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def train(
-    model: nn.Module,
-    objective_fn: ObjectiveFn,
-    x_filled: Tensor,
-    observed: Tensor,
-    config: TrainingConfig,
-    generator: torch.Generator,
-    parameters: Optional[list[nn.Parameter]] = None,
-    backward_fn: Optional[Callable[[Tensor], None]] = None,
-    epoch_start_fn: Optional[Callable[[int], None]] = None,
-    epoch_end_fn: Optional[Callable[[dict], Optional[bool]]] = None,
-    validation_fn: Optional[ObjectiveFn] = None,
-    held_out_fn: Optional[HeldOutFn] = None,
-    entry_groups: Optional[Tensor] = None,
-) -> TrainingResult:
-    """Maximise ``mean(objective_fn(...))`` over ``x_filled`` ``[N, D]``.
-
-    Parameters
-    ----------
-    model : nn.Module
-        Trained in place; holds the kept weights on return (see below).
-    objective_fn : callable
-        Per-row objective (higher is better), see ``ObjectiveFn``.
-    x_filled, observed : Tensor ``[N, D]``
-        Zero-filled data and its boolean observed-mask, on the training device.
-    config : TrainingConfig
-    generator : torch.Generator
-        The only source of randomness (split, batches, Monte-Carlo draws).
-    parameters : list of nn.Parameter, optional
-        What the optimiser updates (default: all of ``model``).
-    backward_fn : callable, optional
-        ``backward_fn(per_row_objective)`` replaces ``(-objective.mean()).backward()``, for
-        objectives whose parts must reach different parameters (DeMissVAE).
-    epoch_start_fn : callable, optional
-        Called with the epoch index (from 0) before each epoch.
-    epoch_end_fn : callable, optional
-        Called after each epoch with ``{"epoch", "loss", "validation_score",
-        "validation_standard_error", "elapsed"}``
-        (epochs from 1); returning True stops training (weights kept as at the end).
-    validation_fn : callable, optional
-        Per-row score of validation rows for early stopping (default: ``objective_fn``).
-    held_out_fn : callable, optional
-        With ``validation_split="entries"`` (required then): the per-row score of the
-        held-out entries given the training entries, see ``HeldOutFn``. The held-out
-        entries are removed from ``x_filled`` and ``observed`` for training.
-    entry_groups : Tensor ``[D]``, optional
-        Column group ids for ``split_entries``.
-
-    Early stopping looks for overfitting: a validation score that stays below its best by
-    more than ``tol`` and more than two standard errors for ``n_iter_no_change`` epochs. Then
-    the weights of the best epoch are restored. Training that runs to ``max_epochs`` keeps
-    its final weights unless their validation score is clearly below the best in the same
-    sense (or non-finite), in which case the best are restored too. Without validation
-    rows (``validation_fraction=0`` or too few rows) the final weights are kept.
-    """
-    start_time = time.perf_counter()
-    params = list(model.parameters()) if parameters is None else parameters
+def _validation_setup(problem: TrainingProblem, x_filled, observed, config, generator):
+    """Training data, training rows, validation rows and the validation score function."""
     if config.validation_split == "entries":
-        if held_out_fn is None:
-            raise ValueError("validation_split='entries' needs a held_out_fn.")
         x_target = x_filled
-        held = split_entries(observed, config.validation_fraction, generator, entry_groups)
+        held = split_entries(observed, config.validation_fraction, generator,
+                             problem.entry_groups(observed.device))
         observed = observed & ~held
         x_filled = torch.where(observed, x_filled, 0.0)
         train_rows = torch.arange(len(x_filled), device=generator.device)
         val_rows = train_rows[held.any(1).to(train_rows.device)]
 
         def score_fn(x_batch, observed_batch, rows, gen):
-            return held_out_fn(x_batch, observed_batch, x_target[rows], held[rows], gen)
-    else:
-        train_rows, val_rows = split_rows(len(x_filled), config.validation_fraction, generator)
-        score_fn = validation_fn or objective_fn
+            return problem.held_out_score(x_batch, observed_batch, x_target[rows], held[rows], gen)
+
+        return x_filled, observed, train_rows, val_rows, score_fn
+    train_rows, val_rows = split_rows(len(x_filled), config.validation_fraction, generator)
+    return x_filled, observed, train_rows, val_rows, problem.validation_score
+
+
+def train(
+    problem: TrainingProblem,
+    x_filled: Tensor,
+    observed: Tensor,
+    config: TrainingConfig,
+    generator: torch.Generator,
+    on_epoch_end: Optional[Callable[[dict], Optional[bool]]] = None,
+) -> TrainingResult:
+    """Maximise ``mean(problem.objective(...))`` over ``x_filled`` ``[N, D]``.
+
+    Parameters
+    ----------
+    problem : TrainingProblem
+        Its model is trained in place and holds the kept weights on return.
+    x_filled, observed : Tensor ``[N, D]``
+        Zero-filled data and its boolean observed-mask, on the training device.
+    config : TrainingConfig
+    generator : torch.Generator
+        The only source of randomness (split, batches, Monte-Carlo draws).
+    on_epoch_end : callable, optional
+        Called after each epoch with ``{"epoch", "loss", "validation_score",
+        "validation_standard_error", "elapsed"}`` (epochs from 1); returning True stops
+        training (weights kept as at the end).
+
+    With ``validation_split="entries"`` the held-out entries are removed from the training
+    data and scored with ``problem.held_out_score``; otherwise held-out rows are scored
+    with ``problem.validation_score``. The stopping rule is ``stopping_rule(config)``.
+    When it stops training, the weights of the best epoch are restored; a fit that runs to
+    ``max_epochs`` keeps its final weights when the rule says so (and they are finite).
+    Without validation rows (``validation_fraction=0`` or too few rows) the final weights
+    are kept.
+    """
+    start_time = time.perf_counter()
+    model = problem.model
+    params = problem.parameters()
+    x_filled, observed, train_rows, val_rows, score_fn = _validation_setup(
+        problem, x_filled, observed, config, generator
+    )
+    rule = stopping_rule(config)
     batch_size = min(config.batch_size, len(train_rows))
     steps_per_epoch = math.ceil(len(train_rows) / batch_size)
     # The fused CPU/GPU kernel (torch >= 2.4) makes the optimiser step about 3x cheaper.
@@ -250,29 +332,24 @@ def train(
     latest_is_good = False
 
     for epoch in range(config.max_epochs):
-        if epoch_start_fn is not None:
-            epoch_start_fn(epoch)
+        problem.on_epoch_start(epoch)
         model.train()
         perm = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
         epoch_loss, n_finite = torch.zeros((), device=x_filled.device), 0
         for start in range(0, len(perm), batch_size):
             idx = perm[start : start + batch_size]
-            per_row = objective_fn(x_filled[idx], observed[idx], idx, generator)
+            per_row = problem.objective(x_filled[idx], observed[idx], idx, generator)
             loss = -per_row.mean()
+            optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 # Skip the step: a non-finite loss would poison Adam's moments for good.
-                optimizer.zero_grad(set_to_none=True)
                 result.n_non_finite_steps += 1
                 non_finite_run += 1
                 if non_finite_run >= config.max_non_finite_steps:
                     break
                 continue
             non_finite_run = 0
-            optimizer.zero_grad(set_to_none=True)
-            if backward_fn is None:
-                loss.backward()
-            else:
-                backward_fn(per_row)
+            problem.backward(per_row)
             if config.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
             optimizer.step()
@@ -296,34 +373,17 @@ def train(
         if improved:
             best_score, result.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
-        if config.validation_split == "entries":
-            # Every epoch is scored on the same held-out entries, so epochs compare as pairs:
-            # any epoch without a new best counts as worse. Stopping early costs no annealing
-            # here, because the caller refits (see MixtureVAEImputer).
-            latest_is_good = improved
-        else:
-            # Only a fall beyond two standard errors (the luck of which rows were held out)
-            # is evidence of overfitting. Stopping on smaller falls forgoes the annealed end
-            # of the schedule, which on the 20,000-row toy data cost up to 0.4 nats per row
-            # of test log-likelihood (docs/benchmarks.md, "Early stopping").
-            latest_is_good = usable and score >= best_score - max(config.tol, 2 * standard_error)
+        latest_is_good = rule.latest_is_good(score, standard_error, best_score, improved, usable)
         n_worse = 0 if latest_is_good else n_worse + 1
-        if config.verbose:
-            elapsed = time.perf_counter() - start_time
-            print(
-                f"epoch {epoch + 1:4d}  loss {result.loss_curve[-1]:.4f}  "
-                f"validation {score:.4f}  best {best_score:.4f}  {elapsed:.1f}s",
-                flush=True,
-            )
         if non_finite_run >= config.max_non_finite_steps:
             break
-        if epoch_end_fn is not None:
+        if on_epoch_end is not None:
             info = {"epoch": epoch + 1, "loss": result.loss_curve[-1], "validation_score": score,
                     "validation_standard_error": standard_error,
                     "elapsed": time.perf_counter() - start_time}
-            if epoch_end_fn(info):
+            if on_epoch_end(info):
                 break
-        if len(val_rows) and n_worse >= config.n_iter_no_change:
+        if len(val_rows) and n_worse >= rule.n_iter_no_change:
             result.stopped_early = True
             break
 
@@ -333,11 +393,8 @@ def train(
             "scale of the data."
         )
     # Also restore when the last steps were non-finite: the final weights may be NaN.
-    # (A stop on a sustained fall always leaves latest_is_good False.)
-    if config.validation_split == "entries":
-        # Without a stop, the final weights are the annealed end of the schedule.
-        latest_is_good = not result.stopped_early and _all_finite(model)
-    if non_finite_run == 0 and (latest_is_good or not len(val_rows)):
+    keep_final = rule.keep_final(latest_is_good, result.stopped_early, _all_finite(model))
+    if non_finite_run == 0 and (keep_final or not len(val_rows)):
         result.best_epoch = result.n_epochs - 1
     else:
         model.load_state_dict(best_state)

@@ -8,22 +8,10 @@ import numpy as np
 import torch
 
 from .._compat import Interval, StrOptions
-from ..core.model import MissingDataVAE, demissvae_backward, demissvae_objectives
-from ..core.samplers import (
-    column_pools,
-    empirical_imputations,
-    importance_log_likelihood,
-    imputation_mixture,
-    lair,
-    pseudo_gibbs,
-)
-from ..core.training import train
-from ._base import BaseVAEImputer, cpu_generator_from
-
-# Importance samples per validation row for early stopping.
-_VALIDATION_SAMPLES = 25
-# Rows per chunk when the imputation store is initialised (bounds the temporaries).
-_INIT_CHUNK_ROWS = 4096
+from .._fitted import ImputationMixtureProposal, ModelConfig
+from ..core.problems import DeMissVAEProblem, ImputationSampler
+from ..core.samplers import column_pools
+from ._base import BaseVAEImputer
 
 
 class DeMissVAEImputer(BaseVAEImputer):
@@ -288,6 +276,7 @@ class DeMissVAEImputer(BaseVAEImputer):
 
     def __init__(
         self,
+        *,
         n_imputations=5,
         sampler="lair",
         lair_iterations=10,
@@ -354,164 +343,58 @@ class DeMissVAEImputer(BaseVAEImputer):
         self.keep_empty_features = keep_empty_features
         self.column_types = column_types
 
-    # -- fit ----------------------------------------------------------------------------
-    def fit(self, X, y=None):
-        """Fit the VAE to incomplete data with DeMissVAE's imputation-based mixture.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : object
-            Fitted estimator.
-        """
-        self.__dict__.pop("imputations_", None)
-        try:
-            super().fit(X, y)
-            store = self.__dict__.pop("_imputation_store")
-        finally:
-            self.__dict__.pop("_imputation_store", None)
-        if self.keep_imputations:
-            values = self._prepare(X)[0]  # encoded, for a table with discrete columns
-            trained = ~np.isnan(values).all(axis=1)  # all-missing rows were not trained on
-            observed = ~np.isnan(values)[:, None, :]  # [N, 1, D]
-            imputed = np.empty(values.shape[:1] + store.shape[1:])  # [N, K, D]
-            imputed[trained] = self._unstandardise(store.cpu().numpy().astype(np.float64))
-            if not trained.all():
-                empty = values[~trained]
-                draws = self._draw_imputations(empty, np.zeros(empty.shape, bool), self.n_imputations)
-                imputed[~trained] = draws.transpose(1, 0, 2)  # [K, n, D] -> [n, K, D]
-            imputations = np.where(observed, values[:, None, :], imputed.astype(values.dtype))
-            if self._column_encoder() is not None:  # one completed table per imputation
-                imputations = self._wrap_draws(imputations.transpose(1, 0, 2), X)
-            self.imputations_ = imputations
-        return self
-
-    def _fit_model(self, x, observed, generator, config):
-        n_rows, n_features = x.shape
-        self.model_ = MissingDataVAE(
-            n_features=n_features,
-            latent_dim=self.latent_dim,
-            n_components=1,
-            likelihood=self._likelihood(),
-            width=self.hidden_width,
-            n_blocks=self.n_hidden_blocks,
-            dropout=self.dropout,
+    def _model_config(self) -> ModelConfig:
+        return ModelConfig(
+            latent_dim=self.latent_dim, n_components=1, hidden_width=self.hidden_width,
+            n_hidden_blocks=self.n_hidden_blocks, dropout=self.dropout, min_scale=self.min_scale,
             encoder_uses_mask=self.encoder_uses_mask,
-            generator=cpu_generator_from(generator),
-        ).to(x.device)
-
-        # The imputation store [N, K, D]: missing entries drawn from all observed values of
-        # their column. Initialised in chunks of rows so that temporaries stay small.
-        pool, counts = column_pools(x, observed)
-        store = torch.empty(
-            (n_rows, self.n_imputations, n_features), dtype=torch.float32, device=x.device
         )
-        for start in range(0, n_rows, _INIT_CHUNK_ROWS):
-            rows = slice(start, start + _INIT_CHUNK_ROWS)
-            store[rows] = empirical_imputations(
-                x[rows], observed[rows], pool, counts, self.n_imputations, generator,
-                groups=self._column_groups(x.device),
-            )
-        del pool
 
+    def _sampler(self) -> ImputationSampler:
+        return ImputationSampler(
+            sampler=self.sampler,
+            lair_iterations=self.lair_iterations,
+            lair_samples_per_proposal=self.lair_samples_per_proposal,
+            lair_prior_proposals=self.lair_prior_proposals,
+            lair_final_resampling=self.lair_final_resampling,
+        )
+
+    def _training_problem(self, model, x, observed, generator) -> DeMissVAEProblem:
+        return DeMissVAEProblem(model, x, observed, n_imputations=self.n_imputations,
+                                sampler=self._sampler(), generator=generator)
+
+    def _proposal(self, problem, x, observed, generator, table) -> ImputationMixtureProposal:
         # A bounded random sample of each column's observed values, for new rows.
         pool, counts = column_pools(x, observed, self.pool_size, generator)
         in_pool = torch.arange(len(pool), device=x.device).unsqueeze(1) < counts  # [P, D]
-        pool_values = self._unstandardise(pool.cpu().numpy().astype(np.float64))
+        pool_values = table.unstandardise(pool.cpu().numpy().astype(np.float64))
         self.imputation_pool_ = np.where(in_pool.cpu().numpy(), pool_values, np.nan)
+        return ImputationMixtureProposal(self.imputation_pool_, table, self.n_imputations,
+                                         self._sampler(), self.n_transform_sweeps)
 
-        decoder_parameters = list(self.model_.decoder.parameters())
-        encoder_parameters = list(self.model_.encoder.parameters())
-        state = {"epoch": 0, "terms": None}
-
-        def epoch_start(epoch):
-            state["epoch"] = epoch
-
-        def objective(x_batch, observed_batch, rows, gen):
-            imputations = store[rows]  # [B, K, D]
-            if state["epoch"] >= 1:
-                imputations = self._refresh(imputations, observed_batch, gen)
-                store[rows] = imputations
-            decoder_term, encoder_term = demissvae_objectives(
-                self.model_, imputations, observed_batch, gen
-            )
-            state["terms"] = (decoder_term, encoder_term)
-            # The loop logs and checks this value: the decoder objective (the ELBO of the
-            # observed data), made non-finite when the encoder objective is, so that such
-            # a step is skipped. Gradients come from `backward`, not from this tensor.
-            return decoder_term + 0.0 * encoder_term.detach()
-
-        def validation(x_batch, observed_batch, rows, gen):
-            # Early stopping watches an IWELBO of log p(x_o) with the rows' imputation mixture
-            # as proposal: the decoder objective (an ELBO) drifts with the imputations and
-            # stopped training far too early on the toy data.
-            imputations = store[rows]  # [B, K, D]
-            if state["epoch"] >= 1:
-                imputations = self._refresh(imputations, observed_batch, gen)
-                store[rows] = imputations
-            q = imputation_mixture(self.model_, imputations, observed_batch)
-            return importance_log_likelihood(
-                self.model_, x_batch, observed_batch, q, _VALIDATION_SAMPLES, gen
-            )
-
-        def backward(per_row):
-            decoder_term, encoder_term = state["terms"]
-            state["terms"] = None
-            demissvae_backward(decoder_term, encoder_term, decoder_parameters, encoder_parameters)
-
-        result = train(
-            self.model_, objective, x, observed, config, generator,
-            backward_fn=backward, epoch_start_fn=epoch_start, epoch_end_fn=self._epoch_end,
-            validation_fn=validation,
-        )
-        self._imputation_store = store
+    def _after_training(self, problem, result, fit):
+        """Keep the training imputations as ``imputations_`` if asked."""
+        self.refitted_ = False
+        self.__dict__.pop("imputations_", None)
+        if self.keep_imputations:
+            self.imputations_ = self._completed_store(problem.store, fit.X)
         return result
 
-    # -- sampling -----------------------------------------------------------------------
-    def _refresh(self, imputations, observed, generator):
-        """One sampler refresh of ``[B, K, D]`` imputations, with dropout off."""
-        was_training = self.model_.training
-        self.model_.eval()
-        try:
-            if self.sampler == "pseudo_gibbs":
-                return pseudo_gibbs(self.model_, imputations, observed, 1, generator)
-            return lair(
-                self.model_,
-                imputations,
-                observed,
-                n_iterations=self.lair_iterations,
-                n_samples_per_proposal=self.lair_samples_per_proposal,
-                n_prior_proposals=self.lair_prior_proposals,
-                final_resampling=self.lair_final_resampling,
-                generator=generator,
-            )
-        finally:
-            self.model_.train(was_training)
-
-    def _proposal(self, x, observed, generator):
-        """Imputation mixture of new rows after ``n_transform_sweeps`` sampler refreshes."""
-        pool, pool_observed = self._to_tensors(
-            self.imputation_pool_, ~np.isnan(self.imputation_pool_), x.device
-        )
-        imputations = empirical_imputations(
-            x, observed, pool, pool_observed.sum(0), self.n_imputations, generator,
-            groups=self._column_groups(x.device),
-        )  # [B, K, D]
-        incomplete = ~observed.all(1)  # complete rows need no sweeps
-        if incomplete.any():
-            for _ in range(self.n_transform_sweeps):
-                imputations[incomplete] = self._refresh(
-                    imputations[incomplete], observed[incomplete], generator
-                )
-        return imputation_mixture(self.model_, imputations, observed)
-
-    def _samples_per_row(self, method: str) -> int:
-        n_samples = self.n_score_samples if method == "score" else self.n_impute_samples
-        candidates = self.lair_samples_per_proposal * (self.n_imputations + self.lair_prior_proposals)
-        return max(n_samples, self.n_imputations + candidates)
+    def _completed_store(self, store, X):
+        """The store ``[n, K, D]`` as completed copies of every row of ``X`` (rows with
+        nothing observed, left out of training, get draws from the fitted model)."""
+        fitted = self.fitted_model_
+        values = fitted.table.encode(self._check_table(X))[0]  # encoded, all rows
+        trained = ~np.isnan(values).all(axis=1)
+        imputed = np.empty(values.shape[:1] + store.shape[1:])  # [N, K, D]
+        imputed[trained] = fitted.table.unstandardise(store.cpu().numpy().astype(np.float64))
+        if not trained.all():
+            empty = values[~trained]
+            draws = fitted.sample(empty, np.zeros(empty.shape, bool), self.n_imputations,
+                                  n_samples=self.n_impute_samples, random_state=self.random_state)
+            imputed[~trained] = draws.transpose(1, 0, 2)  # [K, n, D] -> [n, K, D]
+        observed = ~np.isnan(values)[:, None, :]  # [N, 1, D]
+        imputations = np.where(observed, values[:, None, :], imputed.astype(values.dtype))
+        if fitted.table.codec_ is not None:  # one completed table per imputation
+            return fitted.table.decode_draws(imputations.transpose(1, 0, 2), values, X)
+        return imputations

@@ -11,8 +11,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._compat import Interval, _fit_context
 from ..datasets._missingness import check_random_state
-from ._base import BaseVAEImputer, LikelihoodImputerMixin, check_n_imputations
+from ._base import BaseVAEImputer, LikelihoodImputerMixin
 from ._mixture_vae import MixtureVAEImputer
+from ._validation import check_n_imputations
 
 
 def equal_mixture_log_likelihood(member_log_likelihoods):
@@ -94,7 +95,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         "random_state": ["random_state"],
     }
 
-    def __init__(self, estimator=None, n_estimators=3, n_jobs=None, random_state=None):
+    def __init__(self, estimator=None, *, n_estimators=3, n_jobs=None, random_state=None):
         self.estimator = estimator
         self.n_estimators = n_estimators
         self.n_jobs = n_jobs
@@ -154,10 +155,10 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         if len(getattr(X, "shape", (0, 0))) == 2:  # a 1-D array gets the member's "Reshape" error
             validate_data(self, X, reset=False, skip_check_array=True)  # names and width
 
-    def _prepare(self, X):
+    def _encode(self, X):
         """Encoded values and observed-mask of ``X``, as every member sees them."""
         self._check_input(X)
-        return self.estimators_[0]._prepare(X)
+        return self.estimators_[0]._encode(X)
 
     def transform(self, X):
         """Impute missing entries with the average of the members' conditional means.
@@ -174,15 +175,15 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             bit), a DataFrame for a DataFrame. Binary and categorical columns take the most
             probable level under the averaged predictive probabilities.
         """
-        values, observed = self._prepare(X)
-        first = self.estimators_[0]
+        values, observed = self._encode(X)
         # The members standardise identically (the same data, deterministic statistics),
-        # so their standardised imputations can be averaged directly.
-        imputed = np.mean(
-            [m._map_batches(m._impute_batch, values, observed, "transform") for m in self.estimators_],
-            axis=0,
-        )
-        return first._complete(values, observed, imputed, X)
+        # so their imputations, in the data's units, average directly.
+        imputed = np.mean([
+            m.fitted_model_.impute(values, observed, n_samples=m.n_impute_samples, random_state=m.random_state)
+            for m in self.estimators_
+        ], axis=0)
+        completed = np.where(observed, values, imputed.astype(values.dtype))
+        return self.estimators_[0].fitted_model_.table.decode(completed, values, X)
 
     def sample_imputations(self, X, n_imputations=5):
         """Draw multiple imputations from the members' conditionals in turn.
@@ -205,14 +206,15 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             As :meth:`MixtureVAEImputer.sample_imputations`.
         """
         check_n_imputations(n_imputations)
-        values, observed = self._prepare(X)
-        first = self.estimators_[0]
+        values, observed = self._encode(X)
         n_members = len(self.estimators_)
         draws = np.empty((n_imputations, *values.shape), dtype=values.dtype)
         for m, member in enumerate(self.estimators_[:n_imputations]):
             own = np.arange(m, n_imputations, n_members)
-            draws[own] = member._draw_imputations(values, observed, len(own))
-        return first._wrap_draws(first._handle_empty_features(draws, values), X)
+            draws[own] = member.fitted_model_.sample(
+                values, observed, len(own), n_samples=member.n_impute_samples, random_state=member.random_state
+            )
+        return self.estimators_[0].fitted_model_.table.decode_draws(draws, values, X)
 
     def score_samples(self, X):
         """Log-likelihood of each row's observed entries under the equal-weight mixture.

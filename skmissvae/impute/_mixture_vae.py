@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numbers
 
+import dataclasses
+import warnings
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
 from .._compat import Interval, StrOptions
-from ..core.model import MissingDataVAE, finite_mixture_objective
-from ..core.samplers import importance_conditional_mean
-from ..core.training import train
+from .._fitted import EncoderProposal, ModelConfig, build_model
+from ..core.problems import FiniteMixtureProblem
+from ..core.training import NonFiniteLossError
 from ._base import BaseVAEImputer, cpu_generator_from
 
 #: The paper's method names as parameters of :class:`MixtureVAEImputer`.
@@ -265,6 +271,7 @@ class MixtureVAEImputer(BaseVAEImputer):
 
     def __init__(
         self,
+        *,
         n_components=5,
         objective="iwelbo",
         sampling="stratified",
@@ -345,47 +352,48 @@ class MixtureVAEImputer(BaseVAEImputer):
         ancestral_elbo = self.n_components > 1 and self.sampling == "ancestral" and self.objective == "elbo"
         return "total" if ancestral_elbo else "stl"
 
-    def _fit_model(self, x, observed, generator, config):
-        self.model_ = MissingDataVAE(
-            n_features=x.shape[1],
-            latent_dim=self.latent_dim,
-            n_components=self.n_components,
-            likelihood=self._likelihood(),
-            width=self.hidden_width,
-            n_blocks=self.n_hidden_blocks,
-            dropout=self.dropout,
-            generator=cpu_generator_from(generator),
-        ).to(x.device)
-
-        estimator = self._gradient_estimator()  # resolved once, not per step
-
-        def objective(x_batch, observed_batch, rows, gen):
-            return finite_mixture_objective(
-                self.model_,
-                x_batch,
-                observed_batch,
-                objective=self.objective,
-                sampling=self.sampling,
-                n_particles=self.n_particles,
-                dreg=estimator == "dreg",
-                stl=estimator != "total",
-                generator=gen,
-            )
-
-        def held_out(x_batch, observed_batch, x_target, held, gen):
-            # Minus the squared error of the conditional-mean imputation of the held-out
-            # entries (the Brier score for binary and categorical ones), per row. Their
-            # predictive log-density stopped bc's training too early (docs/benchmarks.md).
-            q = self.model_.encode(x_batch, observed_batch)
-            imputed = importance_conditional_mean(self.model_, x_batch, observed_batch, q, self.n_particles, gen)
-            return -(((imputed - x_target) ** 2) * held).sum(-1)
-
-        return train(
-            self.model_, objective, x, observed, config, generator,
-            epoch_end_fn=self._epoch_end, held_out_fn=held_out,
-            entry_groups=self._column_groups(x.device),
+    def _model_config(self) -> ModelConfig:
+        return ModelConfig(
+            latent_dim=self.latent_dim, n_components=self.n_components, hidden_width=self.hidden_width,
+            n_hidden_blocks=self.n_hidden_blocks, dropout=self.dropout, min_scale=self.min_scale,
         )
 
-    def _proposal(self, x, observed, generator):
-        # At test time the encoder is sampled ancestrally, also after stratified training.
-        return self.model_.encode(x, observed)
+    def _training_problem(self, model, x, observed, generator) -> FiniteMixtureProblem:
+        return FiniteMixtureProblem(
+            model, objective=self.objective, sampling=self.sampling, n_particles=self.n_particles,
+            gradient_estimator=self._gradient_estimator(),
+        )
+
+    def _proposal(self, problem, x, observed, generator, table) -> EncoderProposal:
+        return EncoderProposal()
+
+    def _after_training(self, problem, result, fit):
+        """With held-out entries, a stopped fit is followed by a refit on every entry.
+
+        Held-out entries chose the number of epochs. The weights of that epoch were
+        trained at a high learning rate on part of the data; a model trained afresh on
+        every entry, annealed over exactly those epochs, imputes better (see "Early
+        stopping on held-out entries" in the design notes). Should the refit diverge, the
+        model chosen on the held-out entries is kept.
+        """
+        self.refitted_ = fit.config.validation_split == "entries" and result.stopped_early
+        if not self.refitted_:
+            return result
+        fitted, chosen, name = self.fitted_model_, self.fitted_model_.model, type(self).__name__
+        config = dataclasses.replace(fit.config, max_epochs=result.best_epoch + 1, validation_fraction=0.0)
+        fitted.model = build_model(fitted.config, fitted.table, cpu_generator_from(fit.generator)).to(fit.x.device)
+        refit = dataclasses.replace(fit, config=config)
+        try:
+            result.fit_time += self._train(self._training_problem(fitted.model, fit.x, fit.mask, fit.generator),
+                                           refit, f"{name} refit").fit_time
+            finite = all(bool(torch.isfinite(p).all()) for p in fitted.model.parameters())
+        except NonFiniteLossError:
+            finite = False
+        if not finite:
+            fitted.model, self.refitted_ = chosen, False
+            warnings.warn(
+                f"{name}: the refit on all entries diverged; the model chosen on the "
+                "held-out entries is kept.",
+                ConvergenceWarning,
+            )
+        return result

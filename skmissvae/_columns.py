@@ -1,11 +1,11 @@
 """Column types of mixed tables: inference, encoding to a float matrix, decoding.
 
 The VAE sees a table as a float matrix whose columns are grouped into blocks: all
-continuous columns (standardised later by the estimator, Gaussian likelihood), all
+continuous columns (standardised later by ``skmissvae._table``, Gaussian likelihood), all
 semicontinuous columns (continuous with a point mass at their most frequent value, which
 the standardisation moves to 0; zero-inflated Gaussian likelihood), all binary columns
 (0/1, Bernoulli likelihood), then one block of one-hot columns per categorical column
-(softmax likelihood). ``TableEncoder`` learns that layout in ``fit`` and converts
+(softmax likelihood). ``ColumnCodec`` learns that layout in ``fit`` and converts
 between the caller's table and the matrix; missing values become ``NaN`` (a missing
 categorical value makes its whole one-hot block ``NaN``, i.e. unobserved).
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["KINDS", "infer_column_types", "TableEncoder"]
+__all__ = ["KINDS", "infer_column_types", "ColumnCodec"]
 
 #: The column types a table may hold.
 KINDS = ("continuous", "semicontinuous", "binary", "categorical")
@@ -30,7 +30,7 @@ _LIKELIHOOD_OF = {
     "binary": "bernoulli",
     "categorical": "categorical",
 }
-# Column types whose values are numbers, standardised by the estimator.
+# Column types whose values are numbers, standardised by the table encoder.
 _NUMERIC = ("continuous", "semicontinuous")
 # How many distinct values are listed in an error message.
 _SHOW = 5
@@ -154,7 +154,7 @@ class _Column:
     atom: float | None = None  # semicontinuous: the value of the point mass
 
 
-class TableEncoder:
+class ColumnCodec:
     """Encode a mixed-type table as a float matrix with one-hot blocks, and back.
 
     Parameters
@@ -187,7 +187,7 @@ class TableEncoder:
         self.kinds = list(kinds)
 
     # -- fit ---------------------------------------------------------------------------
-    def fit(self, X) -> "TableEncoder":
+    def fit(self, X) -> "ColumnCodec":
         """Learn each column's levels (binary) or categories (categorical) from ``X``."""
         frame, is_frame = _as_frame(X), isinstance(X, pd.DataFrame)
         if frame.shape[1] != len(self.kinds):
@@ -195,7 +195,7 @@ class TableEncoder:
         # Encoded order: continuous, then binary, then one block per categorical column.
         order = sorted(range(len(self.kinds)), key=lambda j: KINDS.index(self.kinds[j]))
         columns: list[_Column | None] = [None] * len(self.kinds)
-        start, blocks = 0, []
+        start = 0
         for j in order:
             kind, series = self.kinds[j], frame.iloc[:, j]
             label = _name(frame, j, is_frame)
@@ -213,15 +213,22 @@ class TableEncoder:
                 levels = _sorted_levels(series[series.notna()].to_numpy(dtype=object))
             width = len(levels) if kind == "categorical" else 1
             columns[j] = _Column(label, kind, series.dtype, start, start + width, levels, atom)
-            if kind == "categorical" or not blocks or blocks[-1][0] != _LIKELIHOOD_OF[kind]:
-                blocks.append([_LIKELIHOOD_OF[kind], 0])
-            blocks[-1][1] += width
             start += width
+        return self._set_layout(columns, is_frame)
+
+    def _set_layout(self, columns: list[_Column], is_frame: bool) -> "ColumnCodec":
+        """Set the fitted attributes that follow from the columns (in input order)."""
         self.columns_ = columns
-        self.n_encoded_ = start
+        self.n_encoded_ = max(column.stop for column in columns)
+        blocks: list[list] = []
+        for column in sorted(columns, key=lambda c: c.start):
+            kind = _LIKELIHOOD_OF[column.kind]
+            if column.kind == "categorical" or not blocks or blocks[-1][0] != kind:
+                blocks.append([kind, 0])
+            blocks[-1][1] += column.stop - column.start
         self.blocks_ = [tuple(block) for block in blocks]
-        self.continuous_ = np.zeros(start, dtype=bool)
-        self.atoms_ = np.full(start, np.nan)
+        self.continuous_ = np.zeros(self.n_encoded_, dtype=bool)
+        self.atoms_ = np.full(self.n_encoded_, np.nan)
         for column in columns:
             if column.kind in _NUMERIC:
                 self.continuous_[column.start] = True
@@ -270,6 +277,43 @@ class TableEncoder:
                 f"({_describe(levels)}); declare it 'categorical' in column_types."
             )
         return levels
+
+    # -- plain state (safe save files) -----------------------------------------------
+    def get_state(self) -> dict:
+        """The fitted layout as plain Python values (see ``from_state``)."""
+        return {
+            "kinds": list(self.kinds),
+            "is_frame": bool(self.is_frame_),
+            "columns": [
+                {
+                    "label": _plain(column.label, "a column label"),
+                    "kind": column.kind,
+                    "dtype": _dtype_state(column.dtype),
+                    "start": column.start,
+                    "stop": column.stop,
+                    "levels": None if column.levels is None
+                    else [_plain(v, f"a level of column {column.label!r}") for v in column.levels],
+                    "atom": column.atom,
+                }
+                for column in self.columns_
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "ColumnCodec":
+        """Rebuild a fitted codec from ``get_state()``'s output."""
+        codec = cls(state["kinds"])
+        columns = []
+        for entry in state["columns"]:
+            levels = entry["levels"]
+            if levels is not None:
+                array = np.empty(len(levels), dtype=object)
+                array[:] = levels
+                levels = array
+            columns.append(_Column(entry["label"], entry["kind"], _dtype_from_state(entry["dtype"]),
+                                   entry["start"], entry["stop"], levels, entry["atom"]))
+        codec._set_layout(columns, state["is_frame"])
+        return codec
 
     # -- encode ------------------------------------------------------------------------
     def encode(self, X) -> tuple[np.ndarray, np.ndarray]:
@@ -379,3 +423,29 @@ class TableEncoder:
             return series.astype(dtype)
         except (TypeError, ValueError):
             return series
+
+
+def _plain(value, what: str):
+    """``value`` as a plain Python number, string or bool, for a safe save file."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"Cannot save {what} of type {type(value).__name__} ({value!r}): a save file holds "
+        "only numbers, strings and booleans. Use pickle or joblib for this estimator."
+    )
+
+
+def _dtype_state(dtype) -> dict:
+    """A column dtype as plain values; categories of a ``category`` dtype included."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        categories = [_plain(v, "a category") for v in dtype.categories]
+        return {"name": "category", "categories": categories, "ordered": bool(dtype.ordered)}
+    return {"name": str(dtype)}
+
+
+def _dtype_from_state(state: dict):
+    if state["name"] == "category":
+        return pd.CategoricalDtype(state["categories"], ordered=state["ordered"])
+    return pd.api.types.pandas_dtype(state["name"])
