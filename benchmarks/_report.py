@@ -1,8 +1,9 @@
-"""Small helpers shared by the benchmark scripts: paths, Markdown tables and result headers."""
+"""Helpers shared by the benchmark scripts: paths, Markdown tables and report headers."""
 
 from __future__ import annotations
 
 import ast
+import os
 import platform
 import sys
 from pathlib import Path
@@ -11,8 +12,12 @@ import pandas as pd
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: The paper's toy data with its true mixture parameters, beside the checkout when present.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mog2_large.npz"
+
+
+def stop(message: str) -> None:
+    """Say why the benchmark cannot run and exit with status 1."""
+    print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
+    raise SystemExit(1)
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
@@ -24,21 +29,44 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = "{:.4g}") -> str:
     return "\n".join([header, rule] + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
-def header(title: str, command: str) -> str:
-    return (
-        f"# {title}\n\nCommand: `{command}`  \n"
-        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, Python {sys.version.split()[0]}\n\n"
-    )
+def machine() -> str:
+    """CPU, cores, memory, torch threads and versions of this process's machine."""
+    try:
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB memory, "
+    except (ValueError, OSError, AttributeError):
+        memory = ""
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {memory}"
+            f"torch threads: {torch.get_num_threads()}, torch {torch.__version__}, "
+            f"Python {sys.version.split()[0]}")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def header(title: str, command: str, wall_time: float | None = None) -> str:
+    """Title, the command that wrote the report, and the machine and wall time of the run.
+
+    ``wall_time=None`` marks a report rendered from saved results (``--merge``): the runs'
+    machine and times are then in the report's note, not in the header.
+    """
+    if wall_time is None:
+        where = "Rendered from saved results; the runs' machine and times are given below."
+    else:
+        where = f"Machine: {machine()}  \nWall time: {duration(wall_time)}"
+    return f"# {title}\n\nCommand: `{command}`  \n{where}\n\n"
 
 
 def save_report(stem: str, frame: pd.DataFrame, title: str, command: str, body: str,
-                index: bool = False) -> None:
+                wall_time: float | None = None, index: bool = False) -> None:
     """Write ``frame`` to ``results/<stem>.csv`` and the Markdown report (the header with the
     command that made it, then ``body``) to ``results/<stem>.md``."""
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / f"{stem}.csv", index=index)
-    (RESULTS / f"{stem}.md").write_text(header(title, command) + body)
+    (RESULTS / f"{stem}.md").write_text(header(title, command, wall_time) + body)
 
 
 def parse_settings(items: list[str]) -> dict:

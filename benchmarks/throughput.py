@@ -1,9 +1,10 @@
-"""Training throughput (rows per second) of every variant, with the Gaussian VAE as yardstick.
+"""Training throughput and scale: rows per second of every variant, with the Gaussian VAE
+as yardstick, on a 20,000 x 5 and a 100,000 x 50 table.
 
 Usage::
 
-    python benchmarks/throughput.py            # full: 20,000 x 5 and 100,000 x 50, 3 repeats
-    python benchmarks/throughput.py --quick    # smoke run
+    python benchmarks/throughput.py            # 3 repeats, about a quarter of an hour
+    python benchmarks/throughput.py --quick    # smoke run: 2,000-row tables, one repeat
 
 Writes ``benchmarks/results/throughput.md`` and ``.csv``. Throughput is training rows /
 time of the second epoch (early stopping off), so every variant does the same number of
@@ -15,6 +16,7 @@ machines are noisy) before their median is taken.
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import pandas as pd
@@ -25,9 +27,9 @@ from _report import RESULTS, header, markdown_table
 from _variants import VARIANTS
 
 
-# (name, rows, columns, extra settings): the product defaults, and the paper's toy
-# configuration (batch 64, 3 x 200 residual MLPs, latent 2) to compare with the authors'
-# reference code (2,400-3,500 rows/s on one core of a machine like ours, methods.md sec. 4).
+# (name, rows, columns, extra settings): the estimator defaults, and the network and batch
+# size of the paper's toy experiment (batch 64, 3 x 200 residual MLPs, latent 2).
+# The tables are synthetic (make_table), with half of their entries missing.
 TABLES = [
     ("20000x5 defaults", 20_000, 5, {"latent_dim": 2}),
     ("20000x5 paper toy config", 20_000, 5,
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny tables, one repeat")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    start = time.perf_counter()
     repeats = 1 if args.quick else args.repeats
     # An untimed warm-up fit: the first fit in a process pays one-off start-up costs.
     rows_per_second("MVAE", make_table(500, 5), {"latent_dim": 2})
@@ -85,7 +88,7 @@ def main() -> None:
     frame.to_csv(RESULTS / f"throughput{suffix}.csv", index=False)
     command = "python benchmarks/throughput.py" + (" --quick" if args.quick else "")
     with open(RESULTS / f"throughput{suffix}.md", "w") as f:
-        f.write(header("Training throughput", command))
+        f.write(header("Training throughput", command, time.perf_counter() - start))
         f.write(f"Median of {repeats} repeat(s); rows/s = rows / time of the second epoch "
                 "(early stopping off; includes DeMissVAE's sampler). "
                 "`step_time_vs_gaussian` is the step-time ratio to the single-Gaussian encoder "

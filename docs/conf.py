@@ -76,24 +76,29 @@ API_SECTIONS = [
     ("Plotting", "skmissvae.plotting", "Needs matplotlib (``pip install skmissvae[plot]``)."),
 ]
 
-METHODS_TABLE = """
-.. data:: skmissvae.METHODS
-   :no-index:
 
-   The paper's method names mapped to parameters of :class:`MixtureVAEImputer`, e.g.
-   ``MixtureVAEImputer(**METHODS["MissVAE"])``:
+def _methods_table():
+    """The ``skmissvae.METHODS`` entry of the API page, its table generated from the dict."""
+    header = ("method", "n_components", "objective", "sampling")
+    rows = [(name, str(params["n_components"]), f'"{params["objective"]}"',
+             f'"{params["sampling"]}"' if "sampling" in params else "--")
+            for name, params in skmissvae.METHODS.items()]
+    widths = [max(len(row[i]) for row in [header, *rows]) + 2 for i in range(len(header))]
+    rule = "  ".join("=" * width for width in widths)
 
-   ==========  ==============  ============  =============
-   method      n_components    objective     sampling
-   ==========  ==============  ============  =============
-   MVAE        1               "elbo"        --
-   MIWAE       1               "iwelbo"      --
-   MissVAE     5               "elbo"        "ancestral"
-   MissSVAE    5               "elbo"        "stratified"
-   MissIWAE    5               "iwelbo"      "ancestral"
-   MissSIWAE   5               "iwelbo"      "stratified"
-   ==========  ==============  ============  =============
-"""
+    def line(cells):
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    table = [rule, line(header), rule, *(line(row) for row in rows), rule]
+    return [
+        ".. data:: skmissvae.METHODS",
+        "   :no-index:",
+        "",
+        "   The paper's method names mapped to parameters of :class:`MixtureVAEImputer`, e.g.",
+        '   ``MixtureVAEImputer(**METHODS["MissVAE"])``:',
+        "",
+        *(f"   {row}" for row in table),
+    ]
 
 
 def _public_callables(module_name):
@@ -116,7 +121,7 @@ def _write_api_page():
         lines += [f"   {name}" for name in _public_callables(module_name)]
         lines.append("")
         if module_name == "skmissvae":
-            lines += METHODS_TABLE.splitlines() + [""]
+            lines += _methods_table() + [""]
     text = "\n".join(lines)
     path = Path(__file__).parent / "api.rst"
     if not path.exists() or path.read_text() != text:  # unchanged: keep Sphinx's cache valid
@@ -127,7 +132,7 @@ _write_api_page()
 
 
 # -- links from the Markdown pages to files outside docs/ -----------------------------------
-# The pages are read on GitHub too, where ``[results](../benchmarks/results/mog.md)`` is a
+# The pages are read on GitHub too, where ``[results](../benchmarks/results/downstream.md)`` is a
 # plain link. Sphinx would look for a page of that name; make such links downloads of the
 # file instead, and show it with its name as the link text.
 _OUTSIDE_LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((\.\./[^)\s]+)\)")
@@ -141,21 +146,5 @@ def _outside_links_as_downloads(app, docname, source):
     source[0] = _OUTSIDE_LINK.sub(download, source[0])
 
 
-# Pages written alongside the code by other work may not exist yet in a checkout; the index
-# lists them, and a listed page that is missing would fail the build.
-OPTIONAL_PAGES = ["reliability"]
-
-
-def _drop_missing_pages(app, docname, source):
-    if docname != root_doc:
-        return
-    for page in OPTIONAL_PAGES:
-        if not (Path(app.srcdir) / f"{page}.md").exists():
-            lines = source[0].splitlines(keepends=True)
-            source[0] = "".join(line for line in lines
-                                if line.strip() != page and f"]({page}.md)" not in line)
-
-
 def setup(app):
     app.connect("source-read", _outside_links_as_downloads)
-    app.connect("source-read", _drop_missing_pages)

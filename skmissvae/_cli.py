@@ -1,12 +1,14 @@
 """The ``skmissvae`` command: impute and score CSV/Parquet tables, run the demo.
 
 Heavy imports (pandas, torch, scikit-learn) happen inside the commands so that ``--help``
-answers at once.
+answers at once. Training progress and messages go to standard error, so that standard
+output carries only data (``-o -``, or ``score`` without ``-o``) and the demo's report.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import importlib.util
 import math
@@ -18,7 +20,8 @@ from pathlib import Path
 __all__ = ["main"]
 
 _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_METHOD_NAMES = ["MVAE", "MIWAE", "MissVAE", "MissSVAE", "MissIWAE", "MissSIWAE", "DeMissVAE"]
+_DEFAULT_METHOD = "MissSIWAE"
+_DEMISSVAE = "DeMissVAE"  # DeMissVAEImputer; the other methods are settings of MixtureVAEImputer
 
 _DESCRIPTION = "Impute and score incomplete tables with variational autoencoders (Simkus & Gutmann, TMLR 2024)."
 _EPILOG = "Run `skmissvae COMMAND --help` for the options and examples of a command."
@@ -28,6 +31,7 @@ examples:
   skmissvae impute data.csv -o imputed.csv
   skmissvae impute data.parquet -o imputed.parquet --method MIWAE --max-iter 100
   skmissvae impute data.csv -o draws.csv --n-imputations 20
+  skmissvae impute data.csv -o - -q | head        # CSV on standard output
   skmissvae impute train.csv -o train_imputed.csv --save-model model.skm
   skmissvae impute new.csv -o new_imputed.csv --model model.skm
 
@@ -53,6 +57,47 @@ class CommandError(ValueError):
     """A problem with the command's input that the user can fix; printed without traceback."""
 
 
+# -- methods ------------------------------------------------------------------------------
+def _methods() -> dict:
+    """``skmissvae.METHODS``, read without importing torch when possible.
+
+    The dict is a literal in ``impute/_mixture_vae.py``; reading it from the source keeps
+    ``--help`` fast. Should that fail (no source file, or no longer a literal), the module
+    is imported.
+    """
+    source = Path(__file__).parent / "impute" / "_mixture_vae.py"
+    try:
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "METHODS"):
+                return ast.literal_eval(node.value)
+    except (OSError, SyntaxError, ValueError):
+        pass
+    from .impute import METHODS
+
+    return METHODS
+
+
+def _method_names() -> list[str]:
+    """The values ``--method`` accepts: the keys of ``METHODS``, then DeMissVAE."""
+    return [*_methods(), _DEMISSVAE]
+
+
+def _methods_epilog() -> str:
+    """One line per method, generated from ``METHODS``, for the help of impute and score."""
+    lines = ["methods (--method):"]
+    width = max(len(name) for name in _method_names())
+    for name, params in _methods().items():
+        k = params["n_components"]
+        parts = ["single Gaussian encoder" if k == 1 else f"mixture of {k} Gaussians by default",
+                 params["objective"].upper()]
+        if k > 1:
+            parts.append(f"{params['sampling']} sampling")
+        lines.append(f"  {name:<{width}}  {', '.join(parts)}")
+    lines.append(f"  {_DEMISSVAE:<{width}}  imputation-based mixture (DeMissVAEImputer)")
+    return "\n".join(lines)
+
+
 # -- argument parsing ---------------------------------------------------------------------
 def _positive_int(text: str) -> int:
     try:
@@ -73,9 +118,10 @@ def _model_options() -> argparse.ArgumentParser:
     """Options shared by ``impute`` and ``score``: which model and how to train it."""
     parent = argparse.ArgumentParser(add_help=False)
     model = parent.add_argument_group("model")
-    model.add_argument("--method", choices=_METHOD_NAMES, default="MissSIWAE", metavar="NAME",
-                       help="one of %(choices)s (default: %(default)s, the paper's best "
-                            "all-round method)")
+    model.add_argument("--method", choices=_method_names(), default=_DEFAULT_METHOD,
+                       metavar="NAME",
+                       help="one of %(choices)s; see 'methods' below (default: %(default)s, "
+                            "the paper's best all-round method)")
     model.add_argument("--n-components", type=_positive_int, metavar="K",
                        help="mixture components of the encoder (default: 5 for the mixture "
                             "methods); for DeMissVAE, the imputations it keeps per row")
@@ -136,20 +182,23 @@ def _parser() -> argparse.ArgumentParser:
     raw = argparse.RawDescriptionHelpFormatter
 
     impute = commands.add_parser(
-        "impute", parents=[model], formatter_class=raw, epilog=_IMPUTE_EPILOG,
+        "impute", parents=[model], formatter_class=raw,
+        epilog=f"{_methods_epilog()}\n\n{_IMPUTE_EPILOG}",
         help="fill the missing cells of a CSV or Parquet table",
         description="Fit an imputer to a table with missing cells and write the completed table.",
     )
     impute.add_argument("input", type=Path, metavar="IN", help="table to impute (.csv or .parquet)")
     impute.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
-                        help="where to write the completed table (.csv or .parquet)")
+                        help="where to write the completed table (.csv or .parquet; "
+                             "- for CSV on standard output)")
     impute.add_argument("--n-imputations", type=_positive_int, default=1, metavar="M",
                         help="1 writes the conditional mean of each missing cell; M > 1 writes "
                              "M draws from the model (multiple imputation) as one long table "
                              "(default: %(default)s)")
 
     score = commands.add_parser(
-        "score", parents=[model], formatter_class=raw, epilog=_SCORE_EPILOG,
+        "score", parents=[model], formatter_class=raw,
+        epilog=f"{_methods_epilog()}\n\n{_SCORE_EPILOG}",
         help="estimate log p(observed cells) of every row of a table",
         description="Fit a model and write the estimated log-likelihood of each row's observed cells.",
     )
@@ -157,7 +206,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--train", type=Path, metavar="TRAIN",
                        help="fit on this table instead of IN (same columns)")
     score.add_argument("-o", "--output", type=Path, metavar="OUT",
-                       help="write the scores here (.csv or .parquet); default: standard output")
+                       help="write the scores here (.csv or .parquet; - for CSV on standard "
+                            "output); default: standard output")
 
     demo = commands.add_parser(
         "demo", help="fit the default imputer on a generated table and report how well it does",
@@ -257,16 +307,25 @@ def write_table(frame, path: Path) -> None:
     frame : pandas.DataFrame
         The table to write (its index is not written).
     path : Path
-        A ``.csv``, ``.parquet`` or ``.pq`` file; it is replaced if it exists.
+        A ``.csv``, ``.parquet`` or ``.pq`` file; it is replaced if it exists. ``-`` writes
+        CSV to standard output.
     """
-    if _format_of(path, "output") == "csv":
+    if _is_stdout(path):
+        frame.to_csv(sys.stdout, index=False)
+    elif _format_of(path, "output") == "csv":
         frame.to_csv(path, index=False)
     else:
         frame.to_parquet(path, index=False)
 
 
+def _is_stdout(path: Path) -> bool:
+    return str(path) == "-"
+
+
 def _check_output(path: Path) -> None:
     # Before fitting: a typo in the output path should not cost a training run.
+    if _is_stdout(path):
+        return
     _format_of(path, "output")
     if not path.parent.is_dir():
         raise CommandError(f"output {str(path)!r}: folder {str(path.parent)!r} does not exist.")
@@ -288,7 +347,7 @@ def _build_model(args, frame):
     common = dict(latent_dim=args.latent_dim, max_iter=args.max_iter, random_state=args.random_state,
                   device=args.device, verbose=0 if args.quiet else 1,
                   column_types=_column_types(args, frame))
-    if args.method == "DeMissVAE":
+    if args.method == _DEMISSVAE:
         if args.n_particles is not None:
             raise CommandError("--n-particles does not apply to DeMissVAE.")
         if args.validation_split != "rows":
@@ -299,9 +358,13 @@ def _build_model(args, frame):
     params = dict(METHODS[args.method])
     if args.n_components is not None:
         if params["n_components"] == 1 and args.n_components > 1:
+            # The mixture method with the same objective, stratified as the paper recommends.
+            mixture = next(name for name, other in METHODS.items()
+                           if other["n_components"] > 1 and other["objective"] == params["objective"]
+                           and other.get("sampling") == "stratified")
             raise CommandError(
                 f"{args.method} has a single-Gaussian encoder; for {args.n_components} components "
-                f"use {'MissSIWAE' if params['objective'] == 'iwelbo' else 'MissSVAE'}."
+                f"use {mixture}."
             )
         params["n_components"] = args.n_components
     k = params["n_components"]
@@ -312,18 +375,12 @@ def _build_model(args, frame):
     return MixtureVAEImputer(**params, **common, validation_split=args.validation_split)
 
 
-def _fit(estimator, frame):
-    # Progress goes to standard error so that standard output stays clean for data.
-    with contextlib.redirect_stdout(sys.stderr):
-        return estimator.fit(frame)
-
-
 def _fitted_estimator(args, train):
     """The model of ``--model``, or one trained on ``train`` with the command's options."""
     from ._persistence import load
 
     if args.model is None:
-        return _fit(_build_estimator(args, train), train)
+        return _build_estimator(args, train).fit(train)
     if not args.model.is_file():
         raise CommandError(f"--model {str(args.model)!r} does not exist or is not a file.")
     try:
@@ -376,7 +433,8 @@ def _impute(args) -> None:
         out.insert(0, "row", np.tile(np.arange(n), m))
         out.insert(0, "imputation", np.repeat(np.arange(1, m + 1), n))
     write_table(out, args.output)
-    print(f"wrote {len(out)} rows to {args.output}", file=sys.stderr)
+    where = "standard output" if _is_stdout(args.output) else args.output
+    print(f"wrote {len(out)} rows to {where}", file=sys.stderr)
     _save_model(args, estimator)
 
 

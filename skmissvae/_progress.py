@@ -1,199 +1,117 @@
-"""Training progress shown by ``verbose``: dependency-free and safe in notebooks.
+"""Training progress shown by ``verbose``, on standard error.
 
-On an interactive terminal one status line is rewritten in place with ``\\r``; on any other
-stream (a notebook cell, a log file, a pipe) carriage returns would pile up or be lost, so a
-plain line is printed about every 10 % of ``max_iter`` and once more at the end. This module
-imports only the standard library: it is loaded by every ``fit``.
+``verbose=1`` draws a `tqdm <https://tqdm.github.io>`_ bar over the planned epochs
+(``tqdm.auto``: a widget in Jupyter when ipywidgets is installed, text elsewhere), with the
+latest loss and validation score after it and tqdm's estimate of the time left.
+``verbose=2`` writes one plain line per epoch instead, as scikit-learn's estimators do,
+which suits log files. Standard output is never written to, so that a command line can
+send data there.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 import sys
-import time
 
-__all__ = ["TrainingProgress", "format_duration"]
-
-_BAR_WIDTH = 20
-# Redraws of the in-place line closer together than this are skipped (fast epochs would
-# otherwise spend their time writing to the terminal).
-_MIN_REDRAW_SECONDS = 0.1
-
-
-def format_duration(seconds: float) -> str:
-    """``"4.2s"``, ``"3m05s"`` or ``"1h02m"``; ``"?"`` for an unknown duration."""
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _is_terminal(stream) -> bool:
-    # ipykernel's streams and pytest's capture report False; broken streams count as files.
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
+__all__ = ["TrainingProgress"]
 
 
 class TrainingProgress:
-    """Show epoch, loss, validation score, elapsed and remaining time during ``fit``.
+    """Show epoch, loss and validation score during ``fit``.
 
     Parameters
     ----------
     max_epochs : int
-        Epochs planned (``max_iter``); early stopping may end training sooner, so the time
-        left is an upper estimate.
+        Epochs planned (``max_iter``); early stopping may end training sooner, and the bar
+        then stops short of its end.
     verbose : int, default=1
-        0 prints nothing; 1 a progress line (rewritten in place on a terminal, about ten
-        plain lines elsewhere); 2 or more a plain line after every epoch.
+        0 shows nothing (and creates no bar); 1 a tqdm progress bar; 2 or more a plain
+        line after every epoch.
     label : str, default=""
-        Printed at the start of each line, e.g. the estimator's class name.
-    stream : file-like, default=None
-        Where to write; None means ``sys.stdout`` as it is at each write (so redirections
-        made after construction, such as pytest's ``capsys``, are honoured).
+        Description of the bar, or start of each line, e.g. the estimator's class name.
+    file : file-like, default=None
+        Where to write; None means ``sys.stderr`` as it is when the bar is created (with
+        ``verbose=1``) or at each line (with ``verbose=2``).
 
     Examples
     --------
     >>> import io
     >>> out = io.StringIO()
-    >>> progress = TrainingProgress(2, label="demo", stream=out)
-    >>> progress.update({"epoch": 1, "loss": 1.5, "validation_score": -1.4, "elapsed": 0.5})
-    >>> progress.update({"epoch": 2, "loss": 1.2, "validation_score": -1.3, "elapsed": 1.0})
+    >>> progress = TrainingProgress(2, verbose=2, label="demo", file=out)
+    >>> progress.update({"epoch": 1, "loss": 1.5, "validation_score": -1.4,
+    ...                  "validation_standard_error": 0.1, "elapsed": 0.5})
     >>> progress.close()
-    >>> print(out.getvalue().splitlines()[-1])
-    demo epoch 2/2 [####################] loss 1.2000  validation -1.3000 (best -1.3000)  1.0s
+    >>> print(out.getvalue(), end="")
+    demo epoch 1/2: loss 1.5000, validation -1.4000 (+/- 0.1000), 0.5s
     """
 
-    def __init__(self, max_epochs: int, verbose: int = 1, label: str = "", stream=None) -> None:
+    def __init__(self, max_epochs: int, verbose: int = 1, label: str = "", file=None) -> None:
         self.max_epochs = int(max_epochs)
         self.verbose = int(verbose)
         self.label = label
-        self.stream = stream
-        self._last = None  # the latest epoch's info
-        self._first = None  # (epoch, elapsed) of the first epoch seen
-        self._best = -math.inf
-        self._printed_epoch = 0  # the epoch of the latest line written
-        self._line_length = 0  # characters of the in-place line, to blank leftovers
-        self._last_draw = -math.inf
+        self.file = file
+        self._bar = None
         self._closed = False
+        if self.verbose == 1:
+            from tqdm.auto import tqdm
 
-    # -- public -----------------------------------------------------------------------
+            self._bar = tqdm(total=self.max_epochs, desc=label or None, unit="epoch",
+                             file=file, dynamic_ncols=True, leave=True)
+
     def update(self, info: dict) -> None:
-        """Record one epoch's ``{"epoch", "loss", "validation_score", "elapsed"}``.
+        """Show one epoch's ``{"epoch", "loss", "validation_score", ...}``.
 
         Parameters
         ----------
         info : dict
-            The summary that the training loop passes to callbacks (epochs from 1, elapsed
-            seconds since training started).
+            The summary that the training loop passes to callbacks: ``epoch`` (from 1),
+            ``loss``, ``validation_score``, ``validation_standard_error`` and ``elapsed``
+            (seconds since training started); any but ``epoch`` may be missing.
         """
         if self.verbose <= 0 or self._closed:
             return
-        self._last = info
-        if self._first is None:
-            self._first = (int(info["epoch"]), float(info.get("elapsed", math.nan)))
-        score = info.get("validation_score", math.nan)
-        if score is not None and math.isfinite(score):
-            self._best = max(self._best, score)
         epoch = int(info["epoch"])
-        if self.verbose == 1 and self._terminal():
-            if time.perf_counter() - self._last_draw >= _MIN_REDRAW_SECONDS:
-                self._write_in_place(self._terminal_line(final=False))
-        elif epoch < self.max_epochs and (self.verbose >= 2 or epoch % self._plain_step() == 0):
-            # The last planned epoch is left to ``close``, which prints it with the total time.
-            self._write_plain(self._format(final=False))
+        if self._bar is not None:
+            postfix = f"loss={_number(info.get('loss'))}"
+            score = info.get("validation_score")
+            if score is not None:
+                postfix += f", validation={_number(score)}"
+            self._bar.set_postfix_str(postfix, refresh=False)
+            self._bar.update(max(0, epoch - self._bar.n))  # redraws at most ~10 times a second
+            return
+        line = f"epoch {epoch}/{self.max_epochs}: loss {_number(info.get('loss'))}"
+        if self.label:
+            line = f"{self.label} {line}"
+        score = info.get("validation_score")
+        if score is not None:
+            line += f", validation {_number(score)}"
+            error = info.get("validation_standard_error")
+            if error:
+                line += f" (+/- {_number(error)})"
+        elapsed = info.get("elapsed")
+        if elapsed is not None:
+            line += f", {elapsed:.1f}s"
+        print(line, file=sys.stderr if self.file is None else self.file, flush=True)
+
+    def __getstate__(self):
+        # A display pickled or copied (e.g. with an object that holds it mid-fit) draws nothing:
+        # the bar and the stream stay with the original.
+        state = dict(self.__dict__)
+        state.update(_bar=None, file=None, _closed=True)
+        return state
 
     def close(self) -> None:
-        """Write the final line (the last epoch, with the total time) and end the line."""
-        if self.verbose <= 0 or self._closed:
+        """Draw the bar's final state and end its line; calling it again does nothing."""
+        if self._closed:
             return
         self._closed = True
-        if self._last is None:
-            return
-        if self._line_length:  # an in-place line is showing: overwrite it and end it
-            self._write_in_place(self._terminal_line(final=True))
-            self._emit("\n")
-        elif self._printed_epoch != int(self._last["epoch"]):
-            self._write_plain(self._format(final=True))
-
-    # -- formatting -------------------------------------------------------------------
-    def _format(self, final: bool, short: bool = False) -> str:
-        info = self._last
-        epoch, elapsed = int(info["epoch"]), float(info.get("elapsed", math.nan))
-        bar_width = _BAR_WIDTH // 2 if short else _BAR_WIDTH
-        filled = min(bar_width, round(bar_width * epoch / self.max_epochs))
-        width = len(str(self.max_epochs))
-        parts = [
-            f"{self.label} " if self.label and not short else "",
-            f"epoch {epoch:>{width}d}/{self.max_epochs} ",
-            f"[{'#' * filled}{'.' * (bar_width - filled)}] ",
-            f"loss {_number(info.get('loss'))}",
-        ]
-        score = info.get("validation_score")
-        if score is not None and short:
-            parts.append(f"  val {_number(score)}")
-        elif score is not None:
-            parts.append(f"  validation {_number(score)} (best {_number(self._best)})")
-        if final:
-            parts.append(f"  {format_duration(elapsed)}")
-        else:
-            left = format_duration(self._seconds_per_epoch(epoch, elapsed) * (self.max_epochs - epoch))
-            parts.append(f"  {format_duration(elapsed)}, <= {left} left" if short
-                         else f"  {format_duration(elapsed)} elapsed, <= {left} left")
-        return "".join(parts)
-
-    def _terminal_line(self, final: bool) -> str:
-        # A line wider than the terminal wraps, and ``\r`` then returns only to the start of
-        # its last row: every redraw would leave a row behind. Shorten, then cut.
-        columns = max(20, shutil.get_terminal_size().columns - 1)
-        line = self._format(final)
-        if len(line) > columns:
-            line = self._format(final, short=True)
-        return line[:columns]
-
-    def _seconds_per_epoch(self, epoch: int, elapsed: float) -> float:
-        # The first epoch carries one-off costs (allocation, kernel warm-up) that can exceed
-        # many later epochs: extrapolate from the epochs after it once there are some.
-        first_epoch, first_elapsed = self._first
-        if epoch > first_epoch:
-            return (elapsed - first_elapsed) / (epoch - first_epoch)
-        return elapsed / epoch if epoch else math.nan
-
-    def _plain_step(self) -> int:
-        return max(1, math.ceil(self.max_epochs / 10))
-
-    # -- writing ----------------------------------------------------------------------
-    def _out(self):
-        return sys.stdout if self.stream is None else self.stream
-
-    def _terminal(self) -> bool:
-        return _is_terminal(self._out())
-
-    def _emit(self, text: str) -> None:
-        out = self._out()
-        out.write(text)
-        out.flush()
-
-    def _write_plain(self, line: str) -> None:
-        self._emit(line + "\n")
-        self._printed_epoch = int(self._last["epoch"])
-
-    def _write_in_place(self, line: str) -> None:
-        padding = " " * max(0, self._line_length - len(line))
-        self._emit("\r" + line + padding)
-        self._line_length = len(line)
-        self._printed_epoch = int(self._last["epoch"])
-        self._last_draw = time.perf_counter()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _number(value) -> str:
     if value is None:
         return "?"
+    value = float(value)
     return f"{value:.4f}" if math.isfinite(value) else str(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import subprocess
 import sys
 
@@ -96,7 +97,29 @@ def test_progress_goes_to_standard_error(csv_table, tmp_path, capsys):
     assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), *args]) == 0
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "epoch 2/2" in captured.err and "wrote 120 rows" in captured.err
+    bar, message = captured.err.rstrip("\n").split("\n")  # splitlines would split at \r too
+    assert bar.split("\r")[-1].startswith("MixtureVAEImputer: 100%")
+    assert " 2/2 " in bar and "loss=" in bar
+    assert message == "wrote 120 rows to " + str(tmp_path / "o.csv")
+
+
+def test_quiet_shows_no_progress(csv_table, tmp_path, capsys):
+    path, _ = csv_table
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), *FAST]) == 0
+    assert capsys.readouterr().err == f"wrote 120 rows to {tmp_path / 'o.csv'}\n"
+
+
+def test_impute_to_standard_output_writes_nothing_but_the_table(csv_table, capsys):
+    path, frame = csv_table
+    args = [a for a in FAST if a != "-q"]  # progress on: it must stay off standard output
+    assert main(["impute", str(path), "-o", "-", *args]) == 0
+    captured = capsys.readouterr()
+    imputed = pd.read_csv(io.StringIO(captured.out))
+    assert list(imputed.columns) == list(frame.columns) and imputed.shape == frame.shape
+    assert not imputed.isna().any().any()
+    assert "epoch" not in captured.out and "\r" not in captured.out
+    assert " 2/2 " in captured.err
+    assert captured.err.endswith("wrote 120 rows to standard output\n")
 
 
 # -- errors that say what to fix ----------------------------------------------------------
@@ -268,14 +291,17 @@ def test_parquet_round_trip(csv_table, tmp_path):
 
 
 # -- score ---------------------------------------------------------------------------------
-def test_score_prints_one_log_likelihood_per_row(csv_table, capsys):
+@pytest.mark.parametrize("output", [[], ["-o", "-"]], ids=["default", "dash"])
+def test_score_prints_one_log_likelihood_per_row(csv_table, capsys, output):
     path, frame = csv_table
-    assert main(["score", str(path), *FAST]) == 0
+    args = [a for a in FAST if a != "-q"]  # progress on: it must stay off standard output
+    assert main(["score", str(path), *output, *args]) == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0] == "log_likelihood"
     scores = np.array([float(v) for v in lines[1:]])
     assert len(scores) == len(frame) and np.isfinite(scores).all()
+    assert " 2/2 " in captured.err
     assert f"mean log-likelihood {scores.mean():.4f}" in captured.err
 
 

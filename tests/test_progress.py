@@ -1,74 +1,90 @@
-"""Progress display of ``verbose`` and the callbacks hook for users' own logging."""
+"""Progress display of ``verbose`` (tqdm on standard error) and the callbacks hook."""
 
 from __future__ import annotations
 
 import io
 import logging
 import pickle
+import re
 
 import pytest
 
 from _helpers import script_validation
-from skmissvae._progress import TrainingProgress, format_duration
+from skmissvae._progress import TrainingProgress
+
+# tqdm's "elapsed<left" field, e.g. "[00:01<00:03, 2.10epoch/s" (left is "?" before a rate).
+TIME_LEFT = re.compile(r"\[\d\d:\d\d<(\d\d:\d\d|\?)")
 
 
-class _Terminal(io.StringIO):
-    """A stream that says it is an interactive terminal."""
-
-    def isatty(self):
-        return True
-
-
-def _info(epoch, loss=1.0, score=-1.0, elapsed=None):
+def _info(epoch, loss=1.0, score=-1.0, error=0.05, elapsed=None):
     return {"epoch": epoch, "loss": loss, "validation_score": score,
+            "validation_standard_error": error,
             "elapsed": epoch * 0.5 if elapsed is None else elapsed}
 
 
-def test_verbose_0_prints_nothing(make_imputer, X_missing, capsys):
+def _final_bar(text: str) -> str:
+    """The bar as last drawn: tqdm redraws in place with carriage returns."""
+    return text.rstrip("\n").split("\r")[-1].strip()
+
+
+@pytest.fixture
+def no_bar(monkeypatch):
+    """Make any attempt to create a tqdm bar fail."""
+    import tqdm.auto
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a tqdm bar was created")
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", refuse)
+
+
+# -- through fit ---------------------------------------------------------------------------
+def test_verbose_0_prints_nothing(make_imputer, X_missing, capsys, no_bar):
     make_imputer(verbose=0).fit(X_missing)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == ""
 
 
-def test_verbose_1_ends_with_a_line_holding_the_final_loss(make_imputer, X_missing, capsys):
+def test_verbose_1_draws_a_bar_on_standard_error(make_imputer, X_missing, capsys):
     imputer = make_imputer(verbose=1, max_iter=4).fit(X_missing)
-    out = capsys.readouterr().out
-    assert "\r" not in out  # captured output is not a terminal: plain lines only
-    lines = out.splitlines()
-    assert lines, "verbose=1 printed nothing"
-    last = lines[-1]
-    assert "MixtureVAEImputer" in last
-    assert "epoch 4/4" in last
-    assert f"loss {imputer.loss_curve_[-1]:.4f}" in last
-    assert f"validation {imputer.validation_scores_[-1]:.4f}" in last
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.endswith("\n")  # closed: the bar's line is ended
+    assert captured.err.count("\n") == 1  # one bar, redrawn in place
+    final = _final_bar(captured.err)
+    assert final.startswith("MixtureVAEImputer: 100%")
+    assert "4/4" in final
+    assert f"loss={imputer.loss_curve_[-1]:.4f}" in final
+    assert f"validation={imputer.validation_scores_[-1]:.4f}" in final
+    assert TIME_LEFT.search(final)
 
 
-def test_verbose_1_prints_about_ten_lines_off_a_terminal(make_imputer, X_missing, capsys):
-    make_imputer(verbose=1, max_iter=20).fit(X_missing)
-    lines = capsys.readouterr().out.splitlines()
-    epochs = [int(line.split("epoch")[1].split("/")[0]) for line in lines]
-    assert epochs == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
-    assert all("left" in line for line in lines[:-1])  # time left while running
-    assert "left" not in lines[-1]  # total time at the end
-
-
-def test_verbose_2_prints_every_epoch(make_imputer, X_missing, capsys):
-    make_imputer(verbose=2, max_iter=5).fit(X_missing)
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split("epoch")[1].split("/")[0].strip() for line in lines] == ["1", "2", "3", "4", "5"]
-
-
-def test_early_stopping_reports_the_last_epoch_run(make_imputer, X_missing, capsys, monkeypatch):
+def test_verbose_1_early_stopping_leaves_the_bar_at_the_last_epoch(make_imputer, X_missing,
+                                                                   capsys, monkeypatch):
     script_validation(monkeypatch, [-1.0, -2.0])
     imputer = make_imputer(verbose=1, max_iter=50, early_stopping=True, validation_split="entries",
                            n_iter_no_change=1).fit(X_missing)
     assert imputer.n_iter_ == 2 and imputer.refitted_
-    lines = capsys.readouterr().out.splitlines()
-    # The search's last line names the epoch it stopped at; the refit reports on its own.
-    search = [line for line in lines if line.startswith("MixtureVAEImputer epoch")]
-    assert f"epoch {imputer.n_iter_:>2d}/50" in search[-1]
-    assert lines[-1].startswith("MixtureVAEImputer refit epoch 1/1")
+    err = capsys.readouterr().err
+    search, refit = err.rstrip("\n").split("\n")  # the search's bar, then the refit's
+    assert _final_bar(search).startswith("MixtureVAEImputer:   4%")
+    assert " 2/50 " in _final_bar(search)
+    assert _final_bar(refit).startswith("MixtureVAEImputer refit: 100%")
+    assert " 1/1 " in _final_bar(refit)
+
+
+def test_verbose_2_prints_one_line_per_epoch_and_no_bar(make_imputer, X_missing, capsys, no_bar):
+    imputer = make_imputer(verbose=2, max_iter=5).fit(X_missing)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "\r" not in captured.err
+    lines = captured.err.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        f"MixtureVAEImputer epoch {epoch}/5" for epoch in range(1, 6)]
+    for line, loss, score in zip(lines, imputer.loss_curve_, imputer.validation_scores_):
+        assert f"loss {loss:.4f}, validation {score:.4f}" in line
+        assert re.search(r", \d+\.\ds$", line)  # elapsed seconds
 
 
 def test_fitted_estimator_keeps_no_progress_state(make_imputer, X_missing, capsys):
@@ -77,87 +93,127 @@ def test_fitted_estimator_keeps_no_progress_state(make_imputer, X_missing, capsy
     pickle.loads(pickle.dumps(imputer))
 
 
-def test_terminal_line_is_rewritten_in_place_and_ended(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")
-    out = _Terminal()
-    progress = TrainingProgress(3, label="demo", stream=out)
-    for epoch in (1, 2, 3):
-        progress.update(_info(epoch))
+_COPIES = []
+
+
+def _pickle_imputer(imputer, info):
+    _COPIES.append(pickle.dumps(imputer))
+
+
+def test_estimator_can_be_pickled_while_the_bar_is_showing(make_imputer, X_missing, capsys):
+    _COPIES.clear()
+    make_imputer(verbose=1, callbacks=[_pickle_imputer]).fit(X_missing)
+    assert len(_COPIES) == 3
+    pickle.loads(_COPIES[-1])
+    assert capsys.readouterr().err.count("\n") == 1  # one bar, nothing drawn by the copies
+
+
+def test_a_copied_display_draws_nothing():
+    out = io.StringIO()
+    progress = TrainingProgress(3, verbose=1, file=out)
+    progress.update(_info(1))
+    copy = pickle.loads(pickle.dumps(progress))
+    assert copy._bar is None and copy.file is None
+    copy.update(_info(2))
+    copy.close()
+    progress.close()
+    assert out.getvalue().count("\n") == 1 and " 1/3 " in _final_bar(out.getvalue())
+
+
+# -- the display on its own ----------------------------------------------------------------
+def test_bar_shows_epochs_loss_validation_and_time_left():
+    out = io.StringIO()
+    progress = TrainingProgress(3, verbose=1, label="demo", file=out)
+    progress.update(_info(1, loss=1.5, score=-1.25))
+    progress.update(_info(2, loss=1.25, score=-1.125))
     progress.close()
     text = out.getvalue()
-    assert text.startswith("\r") and text.endswith("\n")
-    assert text.count("\n") == 1  # one line, rewritten
-    final = text.rstrip("\n").split("\r")[-1].rstrip()
-    assert final.startswith("demo epoch 3/3 [####################] loss 1.0000")
-    assert final.endswith("1.5s")
+    assert text.endswith("\n") and text.count("\n") == 1
+    final = _final_bar(text)
+    assert final.startswith("demo:  67%")
+    assert "2/3 [" in final
+    assert final.endswith("loss=1.2500, validation=-1.1250]")
+    assert TIME_LEFT.search(final)
 
 
-def test_shorter_redraw_blanks_the_previous_line(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")
-    out = _Terminal()
-    progress = TrainingProgress(2, stream=out)
-    progress.update(_info(1, loss=123456.0, score=-123456.0))
-    first = out.getvalue()
+def test_bar_writes_to_standard_error_by_default(capsys):
+    progress = TrainingProgress(2, verbose=1)
+    progress.update(_info(1))
+    progress.update(_info(2))
     progress.close()
-    redraw = out.getvalue()[len(first):].rstrip("\n")
-    assert len(redraw) >= len(first)  # trailing spaces hide leftovers of a longer line
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    final = _final_bar(captured.err)
+    assert final.startswith("100%") and "2/2" in final and "loss=1.0000" in final
 
 
-@pytest.mark.parametrize("columns", [80, 60, 30])
-def test_terminal_line_fits_the_terminal(monkeypatch, columns):
-    """A wrapped line cannot be rewritten in place: the line is shortened to fit."""
-    monkeypatch.setenv("COLUMNS", str(columns))
-    out = _Terminal()
-    progress = TrainingProgress(200, label="MixtureVAEImputer", stream=out)
-    for epoch in range(1, 4):
-        progress.update(_info(epoch, loss=-1234.5678, score=-1234.5678))
-    progress.close()
-    redraws = out.getvalue().rstrip("\n").split("\r")[1:]
-    assert redraws and all(len(line) <= columns - 1 for line in redraws)
-    if columns >= 80:
-        assert "epoch   3/200" in redraws[-1] and "loss -1234.5678" in redraws[-1]
-
-
-def test_time_left_extrapolates_the_epoch_time():
+def test_bar_takes_epochs_as_they_come():
+    """Epochs are absolute: a skipped or repeated number moves the bar to it, never back."""
     out = io.StringIO()
-    progress = TrainingProgress(100, verbose=2, stream=out)
-    progress.update(_info(1, elapsed=2.0))
-    assert "2.0s elapsed, <= 3m18s left" in out.getvalue()  # 99 epochs of 2 s
-
-
-def test_time_left_leaves_out_the_first_epochs_warm_up():
-    out = io.StringIO()
-    progress = TrainingProgress(100, verbose=2, stream=out)
-    progress.update(_info(1, elapsed=5.0))  # one-off start-up costs
-    progress.update(_info(11, elapsed=7.0))  # then 0.2 s per epoch
-    assert "7.0s elapsed, <= 17.8s left" in out.getvalue().splitlines()[-1]
-
-
-def test_best_score_is_the_maximum_seen():
-    out = io.StringIO()
-    progress = TrainingProgress(3, verbose=2, stream=out)
-    for epoch, score in [(1, -3.0), (2, -1.0), (3, -2.0)]:
-        progress.update(_info(epoch, score=score))
+    progress = TrainingProgress(10, verbose=1, file=out)
+    progress.update(_info(3))
+    progress.update(_info(3))
+    progress.update(_info(7))
+    assert progress._bar.n == 7
     progress.close()
-    assert out.getvalue().splitlines()[-1].count("(best -1.0000)") == 1
+    assert " 7/10 " in _final_bar(out.getvalue())
 
 
-def test_close_without_epochs_and_twice_is_silent():
+def test_non_finite_and_missing_numbers_are_shown():
     out = io.StringIO()
-    progress = TrainingProgress(3, stream=out)
+    progress = TrainingProgress(2, verbose=2, file=out)
+    progress.update({"epoch": 1, "loss": float("nan"), "validation_score": float("-inf")})
+    progress.update({"epoch": 2})
+    assert out.getvalue().splitlines() == [
+        "epoch 1/2: loss nan, validation -inf",
+        "epoch 2/2: loss ?",
+    ]
+
+
+def test_lines_show_the_standard_error_and_elapsed_time(capsys):
+    progress = TrainingProgress(100, verbose=2, label="demo")
+    progress.update(_info(12, loss=0.5, score=-0.75, error=0.125, elapsed=61.25))
     progress.close()
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "demo epoch 12/100: loss 0.5000, validation -0.7500 (+/- 0.1250), 61.2s\n"
+
+
+def test_verbose_0_creates_no_bar_and_writes_nothing(capsys, no_bar):
+    progress = TrainingProgress(3, verbose=0)
+    progress.update(_info(1))
     progress.close()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_close_ends_the_display_once():
+    out = io.StringIO()
+    progress = TrainingProgress(3, verbose=1, file=out)
+    progress.update(_info(1))
+    progress.close()
+    after_close = out.getvalue()
+    progress.close()
+    progress.update(_info(2))  # too late: ignored
+    assert out.getvalue() == after_close
+    assert progress._bar is None
+
+
+def test_close_without_epochs_leaves_an_empty_bar():
+    out = io.StringIO()
+    progress = TrainingProgress(3, verbose=1, file=out)
+    progress.close()
+    assert " 0/3 " in _final_bar(out.getvalue()) and out.getvalue().endswith("\n")
+
+
+def test_updates_after_close_print_no_lines():
+    out = io.StringIO()
+    progress = TrainingProgress(3, verbose=2, file=out)
+    progress.close()
+    progress.update(_info(1))
     assert out.getvalue() == ""
 
 
-@pytest.mark.parametrize(
-    "seconds, text",
-    [(0.04, "0.0s"), (4.25, "4.2s"), (185, "3m05s"), (3725, "1h02m"), (float("inf"), "?"), (-1, "?")],
-)
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
-
-
+# -- callbacks ---------------------------------------------------------------------------
 def test_callbacks_feed_the_logging_module(make_imputer, X_missing, caplog):
     """The user guide's logging example: a callback that logs every epoch."""
     logger = logging.getLogger("my_experiment")

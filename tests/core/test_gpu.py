@@ -10,7 +10,7 @@ import torch
 from skmissvae.core.families import NormalMixture
 from skmissvae.core.model import MissingDataVAE, finite_mixture_objective
 from skmissvae.core.samplers import importance_log_likelihood
-from skmissvae.core.training import TrainingConfig, train
+from skmissvae.core.training import TrainingConfig, TrainingProblem, train
 
 pytestmark = [
     pytest.mark.gpu,
@@ -58,20 +58,21 @@ def test_objective_training_and_scoring_on_cuda():
         CUDA
     )
 
-    def objective(xb, ob, rows, generator):
-        return finite_mixture_objective(
-            model,
-            xb,
-            ob,
-            objective="iwelbo",
-            sampling="ancestral",
-            n_particles=3,
-            generator=generator,
-        )
+    class Problem(TrainingProblem):
+        def objective(self, xb, ob, rows, generator):
+            return finite_mixture_objective(
+                self.model,
+                xb,
+                ob,
+                objective="iwelbo",
+                sampling="ancestral",
+                n_particles=3,
+                generator=generator,
+            )
 
     config = TrainingConfig(max_epochs=3, batch_size=16, validation_fraction=0.25)
     result = train(
-        model, objective, x_filled, observed, config, torch.Generator(device=CUDA).manual_seed(0)
+        Problem(model), x_filled, observed, config, torch.Generator(device=CUDA).manual_seed(0)
     )
     assert all(math.isfinite(v) for v in result.loss_curve)
     assert all(p.device.type == "cuda" for p in model.parameters())

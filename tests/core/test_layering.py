@@ -23,6 +23,8 @@ def test_core_has_the_documented_modules():
         "model",
         "networks",
         "objectives",
+        "problems",
+        "random",
         "samplers",
         "training",
     }

@@ -10,7 +10,17 @@ import torch
 from torch import nn
 
 from skmissvae.core.model import MissingDataVAE, finite_mixture_objective
-from skmissvae.core.training import NonFiniteLossError, TrainingConfig, split_entries, split_rows, train
+from skmissvae.core.training import (
+    NoImprovementRule,
+    NonFiniteLossError,
+    OverfittingRule,
+    TrainingConfig,
+    TrainingProblem,
+    split_entries,
+    split_rows,
+    stopping_rule,
+    train,
+)
 
 DTYPE = torch.float64
 
@@ -109,7 +119,122 @@ def test_split_entries_holds_out_a_group_of_columns_as_a_whole():
     assert held[:, 1].any() and not held[:, 1].all()
 
 
+# -- stopping rules ------------------------------------------------------------------------
+
+
+def test_stopping_rule_follows_the_validation_split():
+    rows = stopping_rule(TrainingConfig(n_iter_no_change=4, tol=0.2))
+    entries = stopping_rule(TrainingConfig(validation_split="entries", n_iter_no_change=4, tol=0.2))
+    assert rows == OverfittingRule(n_iter_no_change=4, tol=0.2)
+    assert entries == NoImprovementRule(n_iter_no_change=4, tol=0.2)
+    assert type(rows) is OverfittingRule and type(entries) is NoImprovementRule
+    assert stopping_rule(TrainingConfig()) == OverfittingRule(10, 1e-3)
+
+
+@pytest.mark.parametrize("rule", [OverfittingRule(3, 0.01), NoImprovementRule(3, 0.01)], ids=type)
+def test_stopping_rules_are_frozen(rule):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.tol = 1.0
+
+
+@pytest.mark.parametrize(
+    ("score", "standard_error", "good"),
+    [
+        (1.0, 0.0, True),  # at the best
+        (0.995, 0.0, True),  # within tol
+        (0.98, 0.0, False),  # beyond tol, no standard error
+        (0.85, 0.1, True),  # within two standard errors
+        (0.8, 0.1, True),  # exactly two standard errors below
+        (0.75, 0.1, False),  # beyond two standard errors
+        (0.995, 0.001, True),  # tol exceeds two standard errors
+        (0.985, 0.001, False),
+    ],
+)
+def test_overfitting_rule_tolerates_a_fall_within_tol_or_two_standard_errors(score, standard_error, good):
+    rule = OverfittingRule(n_iter_no_change=3, tol=0.01)
+    for improved in (False, True):  # whether the epoch set a new best does not matter
+        assert rule.latest_is_good(score, standard_error, 1.0, improved=improved, usable=True) is good
+
+
+def test_overfitting_rule_never_takes_an_unusable_epoch_as_good():
+    rule = OverfittingRule(n_iter_no_change=3, tol=0.01)
+    assert not rule.latest_is_good(1.0, 0.0, 1.0, improved=False, usable=False)
+    assert not rule.latest_is_good(2.0, 0.5, 1.0, improved=False, usable=False)
+
+
+@pytest.mark.parametrize(
+    ("score", "standard_error"), [(1.0, 0.0), (0.9999, 0.0), (0.99, 0.5), (0.5, 0.0), (1.005, 0.0)]
+)
+def test_no_improvement_rule_counts_every_epoch_without_a_new_best(score, standard_error):
+    rule = NoImprovementRule(n_iter_no_change=3, tol=0.01)
+    # However small the fall and however large the standard error: only a new best is good.
+    assert not rule.latest_is_good(score, standard_error, 1.0, improved=False, usable=True)
+    assert rule.latest_is_good(1.5, 0.0, 1.5, improved=True, usable=True)
+
+
+@pytest.mark.parametrize("stopped_early", [False, True])
+@pytest.mark.parametrize("finite", [False, True])
+def test_overfitting_rule_keeps_the_final_weights_when_the_last_epoch_is_good(stopped_early, finite):
+    rule = OverfittingRule(n_iter_no_change=3, tol=0.01)
+    assert rule.keep_final(True, stopped_early, finite) is True
+    assert rule.keep_final(False, stopped_early, finite) is False
+
+
+@pytest.mark.parametrize("latest_is_good", [False, True])
+def test_no_improvement_rule_keeps_the_final_weights_of_a_finite_run_to_the_end(latest_is_good):
+    rule = NoImprovementRule(n_iter_no_change=3, tol=0.01)
+    assert rule.keep_final(latest_is_good, stopped_early=False, finite=True) is True
+    assert rule.keep_final(latest_is_good, stopped_early=True, finite=True) is False
+    assert rule.keep_final(latest_is_good, stopped_early=False, finite=False) is False
+    assert rule.keep_final(latest_is_good, stopped_early=True, finite=False) is False
+
+
 # -- a one-parameter "model" whose trajectory under Adam is known --------------------------
+
+
+class _Problem(TrainingProblem):
+    """A training problem around a per-row objective ``(x, observed, rows, generator) -> [B]``,
+    with optional hooks."""
+
+    def __init__(self, model, objective, *, parameters=None, backward=None, on_epoch_start=None):
+        super().__init__(model)
+        self._objective = objective
+        self._parameters = parameters
+        self._backward = backward
+        self._on_epoch_start = on_epoch_start
+
+    def parameters(self):
+        return super().parameters() if self._parameters is None else list(self._parameters)
+
+    def objective(self, x_filled, observed, rows, generator):
+        return self._objective(x_filled, observed, rows, generator)
+
+    def backward(self, per_row):
+        if self._backward is None:
+            super().backward(per_row)
+        else:
+            self._backward(per_row)
+
+    def on_epoch_start(self, epoch):
+        if self._on_epoch_start is not None:
+            self._on_epoch_start(epoch)
+
+
+class _HeldOutProblem(_Problem):
+    """``_Problem`` that also scores held-out entries with ``held_out(x, observed, x_target,
+    held, generator) -> [B]``."""
+
+    def __init__(self, model, objective, held_out, *, groups=None, **hooks):
+        super().__init__(model, objective, **hooks)
+        self._held_out = held_out
+        self._groups = groups
+
+    def held_out_score(self, x_filled, observed, x_target, held, generator):
+        return self._held_out(x_filled, observed, x_target, held, generator)
+
+    def entry_groups(self, device):
+        return None if self._groups is None else self._groups.to(device)
+
 
 
 class Scalar(nn.Module):
@@ -144,7 +269,7 @@ def test_early_stopping_restores_the_best_weights():
         n_iter_no_change=3,
         tol=0.0,
     )
-    result = train(model, objective, *_rows(20), config, _generator())
+    result = train(_Problem(model, objective), *_rows(20), config, _generator())
     assert result.stopped_early
     assert len(seen) == result.n_epochs == len(result.validation_scores) == len(result.loss_curve)
     best = max(range(len(seen)), key=lambda e: result.validation_scores[e])
@@ -154,6 +279,34 @@ def test_early_stopping_restores_the_best_weights():
     assert model.theta.item() != seen[-1]
     assert math.isclose(model.theta.item(), 1.0, abs_tol=1e-6)
     assert not model.training
+
+
+def test_held_out_rows_are_scored_with_the_problems_validation_score():
+    model = Scalar()
+    trained, validated = [], []
+
+    class Problem(_Problem):
+        def validation_score(self, x_filled, observed, rows, generator):
+            validated.append((model.training, rows.clone()))
+            return -((model.theta - 1.0) ** 2).expand(len(x_filled))
+
+    def objective(x, observed, rows, generator):
+        trained.append(model.training)
+        return model.theta.expand(len(x))
+
+    config = TrainingConfig(max_epochs=2, batch_size=64, learning_rate=0.1, lr_schedule="constant",
+                            clip_grad_norm=None, validation_fraction=0.25, n_iter_no_change=3, tol=0.0)
+    result = train(Problem(model, objective), *_rows(20), config, _generator())
+    _, val_rows = split_rows(20, 0.25, _generator())  # the split train drew first
+    assert trained == [True, True]  # the objective only trains
+    assert [training for training, _ in validated] == [False, False]
+    assert all(torch.equal(rows, val_rows) for _, rows in validated)
+    assert result.validation_scores == pytest.approx([-(0.1 - 1.0) ** 2, -(0.2 - 1.0) ** 2])
+
+
+def test_a_problem_must_define_its_objective():
+    with pytest.raises(NotImplementedError):
+        TrainingProblem(Scalar()).objective(*_rows(2), torch.arange(2), _generator())
 
 
 def _noisy_rows_objective(model, spread):
@@ -182,7 +335,7 @@ def _validation_config(**settings):
 def test_validation_standard_error_is_that_of_the_row_mean():
     model = Scalar()
     config = _validation_config(max_epochs=2)
-    result = train(model, _noisy_rows_objective(model, 2.0), *_rows(40), config, _generator())
+    result = train(_Problem(model, _noisy_rows_objective(model, 2.0)), *_rows(40), config, _generator())
     _, val_rows = split_rows(40, 0.25, _generator())  # the split train drew first
     offsets = 2.0 * (1.0 - 2.0 * (val_rows % 2).to(DTYPE))
     expected = offsets.std().item() / math.sqrt(len(val_rows))
@@ -196,7 +349,7 @@ def test_a_fall_within_two_standard_errors_keeps_training_and_the_final_weights(
     falls by 0.25, less than two standard errors, so this is not taken as overfitting."""
     model = Scalar()
     config = _validation_config(max_epochs=15)
-    result = train(model, _noisy_rows_objective(model, 5.0), *_rows(40), config, _generator())
+    result = train(_Problem(model, _noisy_rows_objective(model, 5.0)), *_rows(40), config, _generator())
     assert not result.stopped_early and result.n_epochs == 15
     assert result.best_epoch == 14
     assert math.isclose(model.theta.item(), 1.5, rel_tol=1e-6)  # the final weights
@@ -206,7 +359,7 @@ def test_a_fall_within_two_standard_errors_keeps_training_and_the_final_weights(
 def test_a_fall_beyond_two_standard_errors_stops_and_restores_the_best():
     model = Scalar()
     config = _validation_config(max_epochs=100)
-    result = train(model, _noisy_rows_objective(model, 0.5), *_rows(40), config, _generator())
+    result = train(_Problem(model, _noisy_rows_objective(model, 0.5)), *_rows(40), config, _generator())
     assert result.stopped_early and result.n_epochs < 100
     assert result.best_epoch == 9  # theta = 0.1 * epochs
     assert math.isclose(model.theta.item(), 1.0, abs_tol=1e-6)
@@ -243,7 +396,7 @@ def test_entries_are_held_out_of_training_and_scored_against_their_values():
         return torch.zeros(len(xb), dtype=DTYPE)
 
     config = _entries_config(max_epochs=1, n_iter_no_change=5)
-    train(model, objective, x_filled, observed, config, _generator(), held_out_fn=held_out)
+    train(_HeldOutProblem(model, objective, held_out), x_filled, observed, config, _generator())
     held = split_entries(observed, 0.25, _generator())  # the split train drew first
     assert held.any()
     assert sorted(torch.cat([rows for _, _, rows in trained]).tolist()) == list(range(30))
@@ -256,12 +409,30 @@ def test_entries_are_held_out_of_training_and_scored_against_their_values():
     assert not (ob & held_rows).any()
 
 
+def test_entries_split_holds_out_the_problems_entry_groups_together():
+    observed = torch.ones(40, 5, dtype=torch.bool)
+    groups = torch.tensor([0, 1, 1, 1, 2])  # columns 1-3: one categorical variable
+    model, scored = Scalar(), []
+
+    def held_out(xb, ob, x_target, held, generator):
+        scored.append(held.clone())
+        return torch.zeros(len(xb), dtype=DTYPE)
+
+    problem = _HeldOutProblem(model, lambda x, o, r, g: model.theta.expand(len(x)), held_out, groups=groups)
+    train(problem, torch.zeros(40, 5, dtype=DTYPE), observed, _entries_config(max_epochs=1, n_iter_no_change=5),
+          _generator())
+    expected = split_entries(observed, 0.25, _generator(), groups)  # the split train drew first
+    held = torch.cat(scored)
+    assert torch.equal(held, expected[expected.any(1)])
+    assert (held[:, 1:4] == held[:, 1:2]).all() and held[:, 1].any()
+
+
 def test_entries_rule_stops_after_epochs_without_a_new_best_and_restores_it():
     """Any epoch without a new best by more than tol counts, however small the fall."""
     model = Scalar()
     config = _entries_config(max_epochs=100, n_iter_no_change=3)
-    result = train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(40), config,
-                   _generator(), held_out_fn=_held_out_score(model))
+    problem = _HeldOutProblem(model, lambda x, o, r, g: model.theta.expand(len(x)), _held_out_score(model))
+    result = train(problem, *_rows(40), config, _generator())
     assert result.stopped_early
     # theta = 0.1 * epochs: the last gain above tol is that of theta = 0.9 (epoch index 8).
     assert result.best_epoch == 8 and result.n_epochs == 8 + 1 + 3
@@ -271,18 +442,18 @@ def test_entries_rule_stops_after_epochs_without_a_new_best_and_restores_it():
 def test_entries_rule_keeps_the_final_weights_when_training_runs_to_the_end():
     model = Scalar()
     config = _entries_config(max_epochs=12, n_iter_no_change=5)
-    result = train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(40), config,
-                   _generator(), held_out_fn=_held_out_score(model))
+    problem = _HeldOutProblem(model, lambda x, o, r, g: model.theta.expand(len(x)), _held_out_score(model))
+    result = train(problem, *_rows(40), config, _generator())
     assert not result.stopped_early and result.best_epoch == 11
     assert max(result.validation_scores) > result.validation_scores[-1]
     assert math.isclose(model.theta.item(), 1.2, rel_tol=1e-6)
 
 
-def test_entries_split_needs_a_held_out_function():
+def test_entries_split_needs_a_held_out_score():
     model = Scalar()
-    with pytest.raises(ValueError, match="held_out_fn"):
-        train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(8),
-              _entries_config(max_epochs=1), _generator())
+    problem = _Problem(model, lambda x, o, r, g: model.theta.expand(len(x)))
+    with pytest.raises(NotImplementedError, match="_Problem cannot score held-out entries"):
+        train(problem, *_rows(40), _entries_config(max_epochs=1), _generator())
 
 
 def test_without_validation_training_runs_all_epochs():
@@ -296,7 +467,7 @@ def test_without_validation_training_runs_all_epochs():
         tol=0.0,
     )
     result = train(
-        model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(10), config, _generator()
+        _Problem(model, lambda x, o, r, g: model.theta.expand(len(x))), *_rows(10), config, _generator()
     )
     assert result.n_epochs == 7 and not result.stopped_early
     assert math.isclose(model.theta.item(), 0.1 * 14, rel_tol=1e-6)  # 2 steps per epoch
@@ -313,7 +484,7 @@ def test_cosine_schedule_anneals_the_learning_rate_to_zero():
         validation_fraction=0.0,
         tol=0.0,
     )
-    train(model, lambda x, o, r, g: model.theta.expand(len(x)), *_rows(10), config, _generator())
+    train(_Problem(model, lambda x, o, r, g: model.theta.expand(len(x))), *_rows(10), config, _generator())
     expected = sum(0.1 * 0.5 * (1 + math.cos(math.pi * t / n_steps)) for t in range(n_steps))
     assert math.isclose(model.theta.item(), expected, rel_tol=1e-6)
 
@@ -327,7 +498,7 @@ def test_every_training_row_is_visited_once_per_epoch():
         return model.theta.expand(len(x))
 
     config = TrainingConfig(max_epochs=3, batch_size=4, validation_fraction=0.2, n_iter_no_change=5)
-    train(model, objective, *_rows(25), config, _generator())
+    train(_Problem(model, objective), *_rows(25), config, _generator())
     assert [len(r) for r in train_calls[:5]] == [4, 4, 4, 4, 4]  # 20 training rows, batches of 4
     validation = torch.cat(val_calls[:1])
     assert len(validation) == 5
@@ -348,8 +519,7 @@ def test_batch_size_is_capped_at_the_number_of_training_rows():
         return model.theta.expand(len(x))
 
     train(
-        model,
-        objective,
+        _Problem(model, objective),
         *_rows(10),
         TrainingConfig(max_epochs=2, batch_size=1000, validation_fraction=0.0),
         _generator(),
@@ -357,7 +527,7 @@ def test_batch_size_is_capped_at_the_number_of_training_rows():
     assert sizes == [10, 10]
 
 
-def test_parameters_and_backward_fn_select_what_is_trained():
+def test_parameters_and_backward_select_what_is_trained():
     class Two(nn.Module):
         def __init__(self):
             super().__init__()
@@ -369,7 +539,7 @@ def test_parameters_and_backward_fn_select_what_is_trained():
     )
     model = Two()
     objective = lambda x, o, r, g: (model.a + model.b).expand(len(x))  # noqa: E731
-    train(model, objective, *_rows(8), config, _generator(), parameters=[model.a])
+    train(_Problem(model, objective, parameters=[model.a]), *_rows(8), config, _generator())
     assert model.a.item() > 0.2 and model.b.item() == 0.0
 
     model = Two()
@@ -379,7 +549,7 @@ def test_parameters_and_backward_fn_select_what_is_trained():
         calls.append(per_row.shape)
         (-per_row.mean()).backward(inputs=[model.b])
 
-    train(model, objective, *_rows(8), config, _generator(), backward_fn=backward_fn)
+    train(_Problem(model, objective, backward=backward_fn), *_rows(8), config, _generator())
     assert calls == [(8,)] * 3
     assert model.a.item() == 0.0 and model.b.item() > 0.2
 
@@ -393,15 +563,8 @@ def test_epoch_callbacks():
         return info["epoch"] == 4  # ask to stop after the fourth epoch
 
     config = TrainingConfig(max_epochs=10, lr_schedule="constant", validation_fraction=0.0, tol=0.0)
-    result = train(
-        model,
-        lambda x, o, r, g: model.theta.expand(len(x)),
-        *_rows(8),
-        config,
-        _generator(),
-        epoch_start_fn=started.append,
-        epoch_end_fn=on_end,
-    )
+    problem = _Problem(model, lambda x, o, r, g: model.theta.expand(len(x)), on_epoch_start=started.append)
+    result = train(problem, *_rows(8), config, _generator(), on_epoch_end=on_end)
     assert started == [0, 1, 2, 3]
     assert [info["epoch"] for info in ended] == [1, 2, 3, 4]
     assert {"epoch", "loss", "validation_score", "validation_standard_error", "elapsed"} <= set(ended[0])
@@ -425,7 +588,7 @@ def test_non_finite_objective_from_the_start_raises(validation_fraction):
         max_epochs=50, batch_size=2, validation_fraction=validation_fraction, max_non_finite_steps=3
     )
     with pytest.raises(NonFiniteLossError):
-        train(model, objective, *_rows(12), config, _generator())
+        train(_Problem(model, objective), *_rows(12), config, _generator())
     assert sum(calls) == 3  # training stops after max_non_finite_steps consecutive failures
     assert model.theta.item() == 0.0
 
@@ -449,7 +612,7 @@ def test_occasional_non_finite_steps_are_skipped_and_counted():
         tol=0.0,
         max_non_finite_steps=2,
     )
-    result = train(model, objective, *_rows(10), config, _generator())
+    result = train(_Problem(model, objective), *_rows(10), config, _generator())
     assert n_calls[0] == 12
     assert result.n_non_finite_steps == 3
     assert result.n_epochs == 6
@@ -475,7 +638,7 @@ def test_a_run_of_non_finite_steps_stops_and_restores_the_last_good_weights():
         tol=0.0,
         max_non_finite_steps=3,
     )
-    result = train(model, objective, *_rows(10), config, _generator())
+    result = train(_Problem(model, objective), *_rows(10), config, _generator())
     assert result.n_non_finite_steps == 3
     assert result.n_epochs < 50
     assert math.isclose(model.theta.item(), 0.4, rel_tol=1e-6)
@@ -497,7 +660,7 @@ def test_weights_broken_by_an_epochs_last_step_are_never_the_best_state():
         max_epochs=50, batch_size=5, learning_rate=0.1, lr_schedule="constant",
         validation_fraction=0.0, tol=0.0, max_non_finite_steps=3, clip_grad_norm=None,
     )
-    result = train(model, objective, *_rows(10), config, _generator())
+    result = train(_Problem(model, objective), *_rows(10), config, _generator())
     assert math.isfinite(model.theta.item())
     assert result.best_epoch == 0
     assert math.isclose(model.theta.item(), 0.2, rel_tol=1e-6)
@@ -535,7 +698,7 @@ def _fit_tiny_vae(seed, max_epochs=15, n_components=1):
     config = TrainingConfig(
         max_epochs=max_epochs, batch_size=32, learning_rate=1e-2, validation_fraction=0.0, tol=0.0
     )
-    result = train(model, objective, x_filled, observed, config, _generator(seed))
+    result = train(_Problem(model, objective), x_filled, observed, config, _generator(seed))
     return model, result
 
 
