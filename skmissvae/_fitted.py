@@ -13,6 +13,7 @@ call, their order or the batch size.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -222,7 +223,7 @@ class FittedModel:
         x, mask = self.table.to_tensors(values, observed, device)
         self.model.eval()
         with torch.no_grad():
-            return self.proposal_(self.model, x, mask, self._generator(draw_seed(random_state), values, observed, device))
+            return self.proposal_(self.model, x, mask, self._generator(draw_seed(random_state), x, mask))
 
     def inference_device(self) -> torch.device:
         """The training device, or the CPU for a GPU model on a machine without one."""
@@ -259,9 +260,10 @@ class FittedModel:
 
     # -- batching ---------------------------------------------------------------------------
     @staticmethod
-    def _generator(seed: int, values, observed, device) -> RowGenerator:
-        rows = np.where(observed, values, np.nan).astype(np.float64)
-        return RowGenerator(seed, torch.as_tensor(rows, device=device))
+    def _generator(seed: int, x: torch.Tensor, mask: torch.Tensor) -> RowGenerator:
+        # Rows are keyed by what the model sees, their standardised observed values: a
+        # rescaled or shifted table then gets the same draws as the original.
+        return RowGenerator(seed, torch.where(mask, x.double(), math.nan))
 
     def _map_batches(self, fn, values, observed, n_samples, random_state, rows_axis=0) -> np.ndarray:
         """``fn(x, mask, generator)`` on row batches, concatenated on ``rows_axis``."""
@@ -274,6 +276,6 @@ class FittedModel:
             for start in range(0, len(values), batch):
                 rows = slice(start, start + batch)
                 x, mask = self.table.to_tensors(values[rows], observed[rows], device)
-                generator = self._generator(seed, values[rows], observed[rows], device)
+                generator = self._generator(seed, x, mask)
                 outputs.append(fn(x, mask, generator).cpu().numpy().astype(np.float64))
         return np.concatenate(outputs, axis=rows_axis)

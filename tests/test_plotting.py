@@ -152,7 +152,7 @@ def test_latent_posterior_draws_on_given_axes(fitted):
 def test_latent_posterior_grid_is_oriented_and_normalised(make_imputer, X_missing):
     """On a wide grid ``q`` integrates to 1 and a Gaussian ``q`` peaks at its mean."""
     imputer = make_imputer("MIWAE").fit(X_missing)
-    values, observed = imputer._prepare(X_missing[:2])
+    values, observed = imputer.fitted_model_.table.encode(X_missing[:2])
     grid_size, extent = 201, (-8.0, 8.0, -8.0, 8.0)
     q, z1, z2, posterior = _posterior_on_grid(imputer, values, observed, grid_size, extent)
     cell = (z1[1] - z1[0]) * (z2[1] - z2[0])

@@ -259,7 +259,12 @@ def _all_finite(model: nn.Module) -> bool:
 
 def _validation_setup(problem: TrainingProblem, x_filled, observed, config, generator):
     """Training data, training rows, validation rows and the validation score function."""
-    if config.validation_split == "entries":
+    if config.validation_split == "entries" and config.validation_fraction > 0:
+        if type(problem).held_out_score is TrainingProblem.held_out_score:
+            raise NotImplementedError(
+                f"{type(problem).__name__} cannot score held-out entries; "
+                "validation_split='entries' needs a held_out_score."
+            )
         x_target = x_filled
         held = split_entries(observed, config.validation_fraction, generator,
                              problem.entry_groups(observed.device))
@@ -328,7 +333,7 @@ def train(
         )
     val_seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
     result = TrainingResult()
-    best_score, best_state, n_worse, non_finite_run = -math.inf, None, 0, 0
+    best_score, best_state, n_worse, non_finite_run, n_steps = -math.inf, None, 0, 0, 0
     latest_is_good = False
 
     for epoch in range(config.max_epochs):
@@ -357,6 +362,7 @@ def train(
                 scheduler.step()
             epoch_loss += loss.detach() * len(idx)  # no host sync per step
             n_finite += len(idx)
+            n_steps += 1
         result.n_epochs = epoch + 1
         result.loss_curve.append(epoch_loss.item() / n_finite if n_finite else math.nan)
 
@@ -387,7 +393,7 @@ def train(
             result.stopped_early = True
             break
 
-    if best_state is None:
+    if best_state is None or n_steps == 0:
         raise NonFiniteLossError(
             "Training produced no finite objective value; lower learning_rate or check the "
             "scale of the data."

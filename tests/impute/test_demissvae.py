@@ -234,10 +234,11 @@ def test_verbose_and_callbacks(X_missing, capsys):
         seen.append(info["epoch"])
         return info["epoch"] >= 2
 
-    make(verbose=1, callbacks=[stop_after_two]).fit(X_missing)
+    make(verbose=2, callbacks=[stop_after_two]).fit(X_missing)
     assert seen == [1, 2]
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert len(lines) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 2 and captured.out == ""
 
 
 def test_training_improves_objective(X_missing, sampler):

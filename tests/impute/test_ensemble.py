@@ -139,8 +139,9 @@ def test_categorical_columns_take_the_mode_of_the_averaged_probabilities():
     assert isinstance(out["kind"].dtype, pd.CategoricalDtype)
     # The members' predictive probabilities of the category block, averaged by hand.
     first = ensemble.estimators_[0]
-    values, observed = first._prepare(holes)
-    probabilities = [m._map_batches(m._impute_batch, values, observed, "transform") for m in ensemble.estimators_]
+    values, observed = first.fitted_model_.table.encode(holes)
+    probabilities = [m.fitted_model_.impute(values, observed, n_samples=m.n_impute_samples, random_state=m.random_state)
+                     for m in ensemble.estimators_]
     block = next(c for c in first.column_encoder_.columns_ if c.label == "kind")
     modes = [np.asarray(block.levels)[p[:, block.start : block.stop].argmax(axis=1)] for p in probabilities]
     expected = np.asarray(block.levels)[np.mean(probabilities, axis=0)[:, block.start : block.stop].argmax(axis=1)]

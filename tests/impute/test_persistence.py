@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError
 
 import skmissvae
 from skmissvae import DeMissVAEImputer, MixtureVAEImputer, VAEEnsembleImputer
-from skmissvae._persistence import _SINGLE_MODEL_FORMAT, FORMAT_VERSION
+from skmissvae._persistence import FORMAT_VERSION
 from skmissvae.core.likelihoods import SCALE_FLOOR
 
 
@@ -150,9 +150,9 @@ def test_save_file_loads_with_weights_only(make, tmp_path):
     skmissvae.save(imputer, path)
     state = torch.load(path, weights_only=True)
     assert state["library_version"] == skmissvae.__version__
-    assert tuple(state["format_version"]) == _SINGLE_MODEL_FORMAT  # readable by 1.1 readers
+    assert tuple(state["format_version"]) == FORMAT_VERSION
     assert state["estimator"] == type(imputer).__name__
-    assert set(state["model_state"]) == set(imputer.model_.state_dict())
+    assert set(state["fitted_model"]["model_state"]) == set(imputer.model_.state_dict())
 
 
 def test_save_keeps_random_state_instance_and_drops_callbacks(tmp_path):
@@ -204,19 +204,39 @@ def test_load_refuses_pickled_code(tmp_path, writer):
     assert not marker.exists()
 
 
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.mark.parametrize("name", ["mixture_format_1_1", "demissvae_format_1_1", "ensemble_format_1_2"])
+def test_files_of_earlier_formats_still_load(name, tmp_path):
+    # Written by the library before the fitted model was stored whole (formats 1.1, 1.2).
+    X = np.load(DATA / "format_fixture_X.npy")
+    old = torch.load(DATA / f"{name}.pt", weights_only=True)
+    loaded = skmissvae.load(DATA / f"{name}.pt")
+    members = loaded.estimators_ if isinstance(loaded, VAEEnsembleImputer) else [loaded]
+    states = [m for m in old["members"]] if "members" in old else [old]
+    for member, state in zip(members, states):
+        for key, weights in state["model_state"].items():
+            assert torch.equal(member.model_.state_dict()[key], weights)
+        assert_array_equal(member.mean_, state["attributes"]["mean_"]["value"].numpy())
+        assert_array_equal(member.scale_, state["attributes"]["scale_"]["value"].numpy())
+    Xt = loaded.transform(X)
+    observed = ~np.isnan(X)
+    assert_array_equal(Xt[observed], X[observed])
+    assert np.isfinite(Xt).all() and np.isfinite(loaded.score_samples(X)).all()
+    # Loaded files are saved again in the current format, with the same outputs.
+    skmissvae.save(loaded, tmp_path / "again.pt")
+    assert_same_outputs(skmissvae.load(tmp_path / "again.pt"), loaded, X)
+
+
 def test_format_1_0_files_load_with_the_fixed_floor_they_were_trained_with(tmp_path):
     # Format 1.0 predates min_scale: its decoders had the fixed floor SCALE_FLOOR.
-    X = correlated_table(40)[1]
-    imputer = ESTIMATORS["mixture"](min_scale=SCALE_FLOOR).fit(X)
-    path = tmp_path / "imputer.pt"
-    skmissvae.save(imputer, path)
-    state = torch.load(path, weights_only=True)
+    state = torch.load(DATA / "mixture_format_1_1.pt", weights_only=True)
     state["format_version"] = [1, 0]
     del state["params"]["min_scale"]
-    torch.save(state, path)
-    loaded = skmissvae.load(path)
-    assert loaded.min_scale == SCALE_FLOOR
-    assert_same_outputs(loaded, imputer, X)
+    torch.save(state, tmp_path / "imputer.pt")
+    loaded = skmissvae.load(tmp_path / "imputer.pt")
+    assert loaded.min_scale == SCALE_FLOOR and loaded.model_.likelihood.min_scale == SCALE_FLOOR
 
 
 def test_loaded_model_keeps_min_scale(tmp_path):
@@ -304,7 +324,7 @@ def test_model_recorded_on_cuda_runs_on_cpu_only_machine(make, tmp_path, monkeyp
     X = correlated_table(40)[1]
     imputer = make().fit(X)
     expected = outputs(imputer, X)
-    imputer.device_ = torch.device("cuda")  # as if trained on a GPU
+    imputer.fitted_model_.device = torch.device("cuda")  # as if trained on a GPU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     skmissvae.save(imputer, tmp_path / "f.pt")
     for loaded in (skmissvae.load(tmp_path / "f.pt"), pickle.loads(pickle.dumps(imputer))):
@@ -334,9 +354,46 @@ def test_model_trained_on_cuda_loads_on_cpu(make, tmp_path, monkeypatch):
         np.testing.assert_allclose(Xt, expected, rtol=1e-2, atol=1e-2 * np.nanstd(X))
 
 
-def test_save_refuses_mixed_type_models_clearly(tmp_path):
-    df = pd.DataFrame({"a": np.arange(20.0), "b": pd.Categorical(["u", "v"] * 10)})
-    imputer = ESTIMATORS["mixture"]().fit(df)
-    with pytest.raises(TypeError, match="use pickle or joblib"):
-        skmissvae.save(imputer, tmp_path / "f.pt")
-    assert not (tmp_path / "f.pt").exists()
+def _mixed_frame(n=40, seed=0):
+    rng = np.random.RandomState(seed)
+    frame = pd.DataFrame({
+        "x": rng.standard_normal(n),
+        "amount": np.where(rng.rand(n) < 0.5, 0.0, rng.gamma(2.0, size=n)),
+        "flag": rng.rand(n) < 0.3,
+        "kind": pd.Categorical(rng.choice(["u", "v", "w"], n)),
+        "code": rng.choice([1, 2, 3], n).astype(np.int64),
+    })
+    for column in ("x", "amount"):
+        frame.loc[rng.rand(n) < 0.25, column] = np.nan
+    frame["kind"] = frame["kind"].where(rng.rand(n) > 0.2)
+    return frame
+
+
+@pytest.mark.parametrize("as_frame", [True, False])
+def test_mixed_type_models_round_trip(make, tmp_path, as_frame):
+    frame = _mixed_frame()
+    types = {"amount": "semicontinuous", "code": "categorical"}
+    X = frame if as_frame else frame.drop(columns=["flag", "kind"]).to_numpy(dtype=float)
+    column_types = types if as_frame else {1: "semicontinuous", 2: "categorical"}
+    imputer = make(column_types=column_types).fit(X)
+    path = tmp_path / "mixed.pt"
+    skmissvae.save(imputer, path)
+    loaded = skmissvae.load(path)
+    assert loaded.column_types_ == imputer.column_types_
+    if as_frame:
+        pd.testing.assert_frame_equal(loaded.transform(X), imputer.transform(X))
+        for left, right in zip(loaded.sample_imputations(X, 2), imputer.sample_imputations(X, 2)):
+            pd.testing.assert_frame_equal(left, right)
+        assert_array_equal(bits(loaded.score_samples(X)), bits(imputer.score_samples(X)))
+    else:
+        assert_same_outputs(loaded, imputer, X)
+
+
+def test_mixed_type_ensemble_round_trips(tmp_path):
+    frame = _mixed_frame()
+    member = ESTIMATORS["mixture"](column_types={"amount": "semicontinuous"})
+    ensemble = VAEEnsembleImputer(member, n_estimators=2, random_state=0).fit(frame)
+    skmissvae.save(ensemble, tmp_path / "e.pt")
+    loaded = skmissvae.load(tmp_path / "e.pt")
+    pd.testing.assert_frame_equal(loaded.transform(frame), ensemble.transform(frame))
+    assert_array_equal(loaded.score_samples(frame), ensemble.score_samples(frame))

@@ -90,7 +90,7 @@ def check_outputs(imputer, X):
         pd.testing.assert_index_equal(Xt.index, X.index)
     Xt = np.asarray(Xt, dtype=np.float64)
     values = np.asarray(X.astype("float64") if isinstance(X, pd.DataFrame) else X, dtype=np.float64)
-    kept = imputer._output_features()
+    kept = imputer.fitted_model_.table.output_features()
     assert Xt.shape == (len(values), kept.sum())
     assert draws.shape == (2, len(values), kept.sum())
     assert not np.isnan(Xt).any() and not np.isnan(draws).any()
@@ -435,8 +435,8 @@ def test_a_diverging_refit_keeps_the_model_chosen_on_held_out_entries(monkeypatc
 
 
 def test_no_finite_loss_at_all_raises(make, monkeypatch):
-    import skmissvae.impute._demissvae as demiss
-    import skmissvae.impute._mixture_vae as mixture
+    import skmissvae.core.problems as demiss
+    import skmissvae.core.problems as mixture
 
     def nan_objective(*args, **kwargs):
         out = mixture_objective(*args, **kwargs)
