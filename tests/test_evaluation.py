@@ -121,7 +121,7 @@ def test_grid_log_likelihood_needs_a_fitted_estimator(make_imputer, X_missing):
 
 def test_grid_log_likelihood_validates_input(trained_2d):
     imputer, X_missing = trained_2d
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match="features|columns"):
         grid_log_likelihood(imputer, X_missing[:, :3], grid_size=50)
 
 
@@ -418,7 +418,7 @@ def test_refit_validates_arguments(trained_2d, make_imputer, X_missing):
         refit_test_log_likelihood(imputer, X, n_refit_particles=2.5)
     with pytest.raises(ValueError, match="learning_rate"):
         refit_test_log_likelihood(imputer, X, learning_rate=0)
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match="features|columns"):
         refit_test_log_likelihood(imputer, X[:, :3], n_refit_epochs=0)
     with pytest.raises(NotFittedError):
         refit_test_log_likelihood(make_imputer(), X_missing)

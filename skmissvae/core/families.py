@@ -6,8 +6,9 @@ component dimension ``K`` *before* the batch dimension in samples (``[S, K, B, d
 stratified draws) and *after* it in parameters (``loc`` is ``[B, K, d]``), as in
 ``methods.md`` section 0.
 
-Every sampler takes an explicit ``torch.Generator`` so that library code never touches
-torch's global random state.
+Every sampler takes an explicit generator so that library code never touches torch's
+global random state: a ``torch.Generator`` (training), or a ``RowGenerator`` whose draws for
+a row depend only on that row (inference; see ``skmissvae.core.random``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from .random import GeneratorLike, categorical, standard_normal
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -27,8 +30,8 @@ def normal_log_density(x: Tensor, loc: Tensor, scale: Tensor) -> Tensor:
     return -0.5 * ((x - loc) / scale) ** 2 - scale.log() - _LOG_SQRT_2PI
 
 
-def _standard_normal(shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
+def _standard_normal(shape, like: Tensor, generator: GeneratorLike, row_dim: int) -> Tensor:
+    return standard_normal(shape, generator, row_dim=row_dim, device=like.device, dtype=like.dtype)
 
 
 class DiagNormal:
@@ -47,12 +50,17 @@ class DiagNormal:
         """The same distribution with parameters cut from the graph (for STL)."""
         return DiagNormal(self.loc.detach(), self.scale.detach())
 
-    def rsample(self, sample_shape=(), generator: torch.Generator | None = None) -> Tensor:
-        """Reparameterised draws of shape ``sample_shape + [B, d]``."""
-        shape = torch.Size(sample_shape) + self.loc.shape
-        return self.loc + self.scale * _standard_normal(shape, self.loc, generator)
+    def rsample(self, sample_shape=(), generator: GeneratorLike = None) -> Tensor:
+        """Reparameterised draws of shape ``sample_shape + [B, d]``.
 
-    def sample(self, sample_shape=(), generator: torch.Generator | None = None) -> Tensor:
+        A ``RowGenerator`` is for the rows of ``loc``'s first dimension (``[B, ...]``).
+        """
+        sample_shape = torch.Size(sample_shape)
+        shape = sample_shape + self.loc.shape
+        eps = _standard_normal(shape, self.loc, generator, len(sample_shape))  # [*S, B, d]
+        return self.loc + self.scale * eps
+
+    def sample(self, sample_shape=(), generator: GeneratorLike = None) -> Tensor:
         """Draws without gradients, shape ``sample_shape + [B, d]``."""
         with torch.no_grad():
             return self.rsample(sample_shape, generator)
@@ -109,7 +117,7 @@ class NormalMixture:
         return torch.logsumexp(self.log_weights + self.component_log_prob(z), dim=-1)
 
     # -- sampling ---------------------------------------------------------------------
-    def sample(self, sample_shape=(), generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, sample_shape=(), generator: GeneratorLike = None) -> Tensor:
         """Ancestral draws without gradients, shape ``sample_shape + [B, d]``."""
         with torch.no_grad():
             return self._ancestral_draw(torch.Size(sample_shape), generator)
@@ -118,25 +126,22 @@ class NormalMixture:
         n_draws = max(1, math.prod(sample_shape))
         batch, _, dim = self.loc.shape
         probs = torch.softmax(self.logits.detach(), dim=-1)  # [B, K]
-        k = torch.multinomial(probs, n_draws, replacement=True, generator=generator)  # [B, N]
+        k = categorical(probs, n_draws, generator)  # [B, N]
         k = k.T.reshape(*sample_shape, batch, 1, 1).expand(*sample_shape, batch, 1, dim)
         loc = torch.gather(self.loc.detach().expand(*sample_shape, *self.loc.shape), -2, k)
         scale = torch.gather(self.scale.detach().expand(*sample_shape, *self.scale.shape), -2, k)
-        eps = _standard_normal(loc.shape, loc, generator)
+        eps = _standard_normal(loc.shape, loc, generator, len(sample_shape))  # [*S, B, 1, d]
         return (loc + scale * eps).squeeze(-2)  # [*S, B, d]
 
-    def rsample_stratified(
-        self, sample_shape=(), generator: torch.Generator | None = None
-    ) -> Tensor:
+    def rsample_stratified(self, sample_shape=(), generator: GeneratorLike = None) -> Tensor:
         """Reparameterised draws from every component: ``sample_shape + [K, B, d]``."""
+        sample_shape = torch.Size(sample_shape)
         loc = self.loc.transpose(-3, -2)  # [K, B, d]
         scale = self.scale.transpose(-3, -2)
-        eps = _standard_normal(torch.Size(sample_shape) + loc.shape, loc, generator)
-        return loc + scale * eps
+        eps = _standard_normal(sample_shape + loc.shape, loc, generator, len(sample_shape) + 1)
+        return loc + scale * eps  # [*S, K, B, d]
 
-    def rsample_ancestral(
-        self, sample_shape=(), generator: torch.Generator | None = None
-    ) -> Tensor:
+    def rsample_ancestral(self, sample_shape=(), generator: GeneratorLike = None) -> Tensor:
         """Ancestral draws with implicit-reparameterisation gradients.
 
         The forward value is an exact ancestral draw ``z``. Its gradient with respect to

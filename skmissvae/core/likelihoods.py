@@ -4,6 +4,10 @@ A likelihood turns the decoder's raw output ``h`` (``[..., B, n_params * D]``) i
 distribution over the ``D`` features. ``log_prob`` takes the zero-filled data ``x_filled``
 and the boolean mask ``observed`` and sums ``observed_d * log p(x_d | z)`` over features;
 missing positions hold 0, never NaN, so no NaN can leak into gradients (methods.md, sec. 0).
+
+``sample(h, generator, row_dim=-2)`` draws from ``p(x | z)``; ``row_dim`` says which
+dimension of ``h`` holds the rows when ``generator`` is a ``RowGenerator`` (``-2`` for
+``[..., B, n_outputs]``, ``0`` for batch-first ``[B, K, n_outputs]``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .families import normal_log_density
+from .random import GeneratorLike, bernoulli, standard_normal, uniform
 
 __all__ = [
     "GaussianLikelihood",
@@ -62,10 +67,12 @@ class GaussianLikelihood:
         """``E[x | z]``, shape ``[..., B, D]``."""
         return self.params(h)[0]
 
-    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One draw ``x ~ p(x | z)`` per decoder output, shape ``[..., B, D]``."""
         loc, scale = self.params(h)
-        eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        eps = standard_normal(
+            loc.shape, generator, row_dim=row_dim, device=loc.device, dtype=loc.dtype
+        )
         return loc + scale * eps
 
     def output_size(self, n_features: int) -> int:
@@ -117,11 +124,13 @@ class ZeroInflatedGaussianLikelihood:
         logit, loc, _ = self.params(h)
         return torch.sigmoid(-logit) * loc
 
-    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One draw per decoder output ``[..., B, D]``: exactly 0 with probability ``pi``."""
         logit, loc, scale = self.params(h)
-        at_zero = torch.bernoulli(torch.sigmoid(logit), generator=generator).bool()
-        eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        at_zero = bernoulli(torch.sigmoid(logit), generator, row_dim=row_dim).bool()
+        eps = standard_normal(
+            loc.shape, generator, row_dim=row_dim, device=loc.device, dtype=loc.dtype
+        )
         return torch.where(at_zero, torch.zeros_like(loc), loc + scale * eps)
 
     def output_size(self, n_features: int) -> int:
@@ -145,9 +154,9 @@ class BernoulliLikelihood:
         """``P(x = 1 | z)``, shape ``[..., B, D]``."""
         return torch.sigmoid(h)
 
-    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One 0/1 draw per decoder output, shape ``[..., B, D]``."""
-        return torch.bernoulli(torch.sigmoid(h), generator=generator)
+        return bernoulli(torch.sigmoid(h), generator, row_dim=row_dim)
 
     def output_size(self, n_features: int) -> int:
         """Decoder outputs for ``n_features`` features: ``n_params * n_features``."""
@@ -178,7 +187,7 @@ class CategoricalLikelihood:
         """Class probabilities ``softmax(h)``, shape ``[..., B, C]``."""
         return torch.softmax(h, dim=-1)
 
-    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One one-hot draw per decoder output, shape ``[..., B, C]``.
 
         Inverse-CDF sampling: one uniform per variable, so every draw is a valid one-hot
@@ -186,7 +195,8 @@ class CategoricalLikelihood:
         """
         probs = torch.softmax(h, dim=-1)
         cdf = probs.cumsum(-1)  # [..., B, C]
-        u = torch.rand((*h.shape[:-1], 1), generator=generator, device=h.device, dtype=h.dtype)
+        shape = (*h.shape[:-1], 1)  # rows stay at row_dim (never the class dimension)
+        u = uniform(shape, generator, row_dim=row_dim, device=h.device, dtype=h.dtype)
         # Comparing with the last cdf value (~1) guards against rounding: index <= C - 1.
         index = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp(max=h.shape[-1] - 1)
         return torch.zeros_like(h).scatter_(-1, index, 1.0)
@@ -293,7 +303,8 @@ class MixedLikelihood:
         and class probabilities."""
         return torch.cat([part.mean(h_block) for part, h_block in self._outputs_of(h)], -1)
 
-    def sample(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One draw per decoder output ``[..., B, D]``; categorical blocks are one-hot."""
-        return torch.cat([part.sample(h_block, generator) for part, h_block in self._outputs_of(h)], -1)
+        parts = self._outputs_of(h)
+        return torch.cat([part.sample(h_b, generator, row_dim=row_dim) for part, h_b in parts], -1)
 

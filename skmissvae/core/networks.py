@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .random import GeneratorLike, RowGenerator
+
 __all__ = ["ResidualMLP"]
 
 
@@ -60,12 +62,19 @@ class ResidualMLP(nn.Module):
         )
         self.output = _linear(width, n_out, generator)
 
-    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Map ``[..., n_in] -> [..., n_out]``; ``generator`` drives dropout in training."""
+    def forward(self, x: Tensor, generator: GeneratorLike = None) -> Tensor:
+        """Map ``[..., n_in] -> [..., n_out]``; ``generator`` drives dropout in training
+        (a ``torch.Generator``; a ``RowGenerator`` is accepted, and unused, in eval mode)."""
         h = torch.relu(self.input(x))
         for first, second in self.blocks:
             inner = torch.relu(first(h))
             if self.training and self.dropout > 0:
+                if isinstance(generator, RowGenerator):
+                    # Dropout masks are a training device; row streams are for inference.
+                    raise TypeError(
+                        "Dropout in training mode needs a torch.Generator, not a RowGenerator; "
+                        "call .eval() on the model before sampling with row streams."
+                    )
                 keep = torch.rand(inner.shape, generator=generator, device=inner.device)
                 inner = inner * (keep >= self.dropout) / (1.0 - self.dropout)
             h = torch.relu(h + second(inner))

@@ -2,7 +2,12 @@
 
 All functions run without gradients, take a proposal ``q`` (any family with ``sample`` and
 ``log_prob``, e.g. the encoder's output or a DeMissVAE imputation mixture) and an explicit
-``torch.Generator``, and never modify the observed entries of their inputs.
+generator, and never modify the observed entries of their inputs.
+
+The generator is a ``torch.Generator`` (one stream for the whole batch, as in training) or
+a ``RowGenerator`` for the batch's rows (``skmissvae.core.random``): then every draw of a
+row, hence its result, depends only on the generator's seed and that row, never on the
+other rows of the batch, their order or their number.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from torch import Tensor
 
 from .families import DiagNormal, NormalMixture
 from .model import MissingDataVAE, standard_normal_log_prob
+from .random import GeneratorLike, categorical, uniform
 
 __all__ = [
     "importance_log_likelihood",
@@ -42,7 +48,7 @@ def importance_log_likelihood(
     observed: Tensor,
     q: Proposal,
     n_samples: int,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
     chunk_size: int = 256,
 ) -> Tensor:
     """IWELBO estimate of ``log p(x_o)`` per row with ``n_samples`` draws from ``q``.
@@ -66,7 +72,7 @@ def importance_conditional_mean(
     observed: Tensor,
     q: Proposal,
     n_samples: int,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
 ) -> Tensor:
     """Self-normalised estimate of ``E[x | x_o]``: ``sum_i w~_i E[x | z_i]``, shape ``[B, D]``.
 
@@ -89,7 +95,7 @@ def importance_resample(
     q: Proposal,
     n_samples: int,
     n_draws: int,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
 ) -> Tensor:
     """Sampling-importance-resampling draws of ``x_m ~ p(x_m | x_o)``: ``[M, B, D]``.
 
@@ -111,7 +117,7 @@ def importance_resample(
 # the DeMissVAE imputation store ``[N, K, D]``), with one shared mask ``observed [B, D]``.
 # The samplers run without gradients, draw only from an explicit generator and replace
 # nothing but the missing entries: observed entries of the output are the input's, bit for
-# bit (``torch.where`` copies them).
+# bit (``torch.where`` copies them). A ``RowGenerator`` is for the rows ``B``.
 # ---------------------------------------------------------------------------------------
 
 __all__ += [
@@ -170,7 +176,7 @@ def empirical_imputations(
     pool: Tensor,
     counts: Tensor,
     n_imputations: int,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
     groups: Tensor | None = None,
 ) -> Tensor:
     """``K`` imputed copies of each row, missing entries drawn from their column's pool.
@@ -196,18 +202,16 @@ def empirical_imputations(
     Tensor ``[B, K, D]``
     """
     batch, n_features = x_filled.shape
+    device = x_filled.device
     if groups is None:
-        u = torch.rand(
-            (batch, n_imputations, n_features), generator=generator, device=x_filled.device,
-            dtype=torch.float64,
-        )
+        shape = (batch, n_imputations, n_features)
+        u = uniform(shape, generator, row_dim=0, device=device, dtype=torch.float64)  # [B, K, D]
     else:
-        groups = groups.to(x_filled.device)
+        groups = groups.to(device)
         n_groups = int(groups.max()) + 1 if len(groups) else 0
-        u = torch.rand(
-            (batch, n_imputations, n_groups), generator=generator, device=x_filled.device,
-            dtype=torch.float64,
-        )[..., groups]  # [B, K, D]: one uniform per group, shared by its columns
+        shape = (batch, n_imputations, n_groups)
+        u = uniform(shape, generator, row_dim=0, device=device, dtype=torch.float64)
+        u = u[..., groups]  # [B, K, D]: one uniform per group, shared by its columns
     counts = counts.to(x_filled.device)
     index = torch.minimum((u * counts).long(), (counts - 1).clamp(min=0))  # [B, K, D]
     columns = torch.arange(n_features, device=x_filled.device)
@@ -222,7 +226,7 @@ def _keep_observed(x_imputed: Tensor, observed: Tensor, x_new: Tensor) -> Tensor
     return torch.where(observed.unsqueeze(1), x_imputed, x_new)  # [B, K, D]
 
 
-def _resample_indices(log_w: Tensor, n_draws: int, generator: torch.Generator | None) -> Tensor:
+def _resample_indices(log_w: Tensor, n_draws: int, generator: GeneratorLike) -> Tensor:
     """Multinomial resampling of ``n_draws`` candidates per row: ``[C, B] -> [B, n_draws]``.
 
     NaN log-weights count as zero weight; a row with no usable weight is resampled
@@ -232,7 +236,7 @@ def _resample_indices(log_w: Tensor, n_draws: int, generator: torch.Generator | 
     probs = torch.softmax(log_w, dim=-1)
     usable = torch.isfinite(probs).all(-1, keepdim=True) & (probs.sum(-1, keepdim=True) > 0)
     probs = torch.where(usable, probs, torch.ones_like(probs))
-    return torch.multinomial(probs, n_draws, replacement=True, generator=generator)
+    return categorical(probs, n_draws, generator)
 
 
 @torch.no_grad()
@@ -241,7 +245,7 @@ def pseudo_gibbs(
     x_imputed: Tensor,
     observed: Tensor,
     n_steps: int = 1,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
 ) -> Tensor:
     """Pseudo-Gibbs updates of DeMissVAE imputations (Rezende et al., 2014).
 
@@ -266,7 +270,8 @@ def pseudo_gibbs(
     for _ in range(n_steps):
         q = model.encode(x_imputed, observed_k, generator)  # loc [B, K, d]
         z = q.sample((), generator)  # [B, K, d]
-        x_new = model.likelihood.sample(model.decode(z, generator), generator)  # [B, K, D]
+        h = model.decode(z, generator)  # [B, K, n_params * D]
+        x_new = model.likelihood.sample(h, generator, row_dim=0)  # [B, K, D]
         x_imputed = _keep_observed(x_imputed, observed, x_new)
     return x_imputed
 
@@ -276,7 +281,7 @@ def imputation_mixture(
     x_imputed: Tensor,
     observed: Tensor,
     n_prior_components: int = 0,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
 ) -> NormalMixture:
     """The imputation mixture ``(1/(K+R)) [sum_j q(z | x~_j) + R N(0, I)]``.
 
@@ -305,7 +310,7 @@ def lair(
     n_samples_per_proposal: int = 1,
     n_prior_proposals: int = 1,
     final_resampling: bool = True,
-    generator: torch.Generator | None = None,
+    generator: GeneratorLike = None,
 ) -> Tensor:
     """Latent-adaptive importance resampling (LAIR) of DeMissVAE imputations.
 
@@ -363,13 +368,14 @@ def lair(
                 break  # the final resampling below replaces this iteration's step 5
         index = _resample_indices(log_w, n_imp, generator)  # [B, K]
         h_chosen = h[index, rows]  # [B, K, n_params * D]
-        x_new = model.likelihood.sample(h_chosen, generator)  # [B, K, D]
+        x_new = model.likelihood.sample(h_chosen, generator, row_dim=0)  # [B, K, D]
         x_imputed = _keep_observed(x_imputed, observed, x_new)
 
     if final_resampling:
         z_all = torch.cat(pooled_z, 0)  # [T C, B, d]
         index = _resample_indices(torch.cat(pooled_log_w, 0), n_imp, generator)  # [B, K]
         z_chosen = z_all[index, rows]  # [B, K, d]
-        x_new = model.likelihood.sample(model.decode(z_chosen, generator), generator)  # [B, K, D]
+        h_chosen = model.decode(z_chosen, generator)  # [B, K, n_params * D]
+        x_new = model.likelihood.sample(h_chosen, generator, row_dim=0)  # [B, K, D]
         x_imputed = _keep_observed(x_imputed, observed, x_new)
     return x_imputed
