@@ -44,6 +44,8 @@ __all__ = [
 
 # Rows per inference batch are chosen so that rows x Monte-Carlo samples stays near this.
 _INFERENCE_BUDGET = 2**16
+# Inference batches hold a multiple of this many rows (see FittedModel._map_batches).
+_ROW_ALIGN = 16
 
 
 def resolve_device(device: str) -> torch.device:
@@ -126,16 +128,13 @@ class ImputationMixtureProposal:
             groups=column_groups(model, x.device),
         )  # [B, K, D]
         # The sweeps draw from a stream of their own, so that the draws after them do not
-        # depend on whether a batch holds incomplete rows.
+        # depend on how many sweeps run. Every row is swept (with the batch's shape, see
+        # FittedModel._map_batches) and complete rows keep their values.
         sweeps = generator.spawn() if isinstance(generator, RowGenerator) else generator
-        incomplete = ~observed.all(1)  # complete rows need no sweeps
-        if incomplete.any() and self.n_sweeps:
-            if isinstance(sweeps, RowGenerator):
-                sweeps = sweeps.subset(incomplete)
-            for _ in range(self.n_sweeps):
-                imputations[incomplete] = self.sampler.refresh(
-                    model, imputations[incomplete], observed[incomplete], sweeps
-                )
+        incomplete = ~observed.all(1, keepdim=True).unsqueeze(1)  # [B, 1, 1]
+        for _ in range(self.n_sweeps):
+            refreshed = self.sampler.refresh(model, imputations, observed, sweeps)
+            imputations = torch.where(incomplete, refreshed, imputations)
         return imputation_mixture(model, imputations, observed)
 
     def samples_per_row(self, n_samples: int) -> int:
@@ -266,16 +265,32 @@ class FittedModel:
         return RowGenerator(seed, torch.where(mask, x.double(), math.nan))
 
     def _map_batches(self, fn, values, observed, n_samples, random_state, rows_axis=0) -> np.ndarray:
-        """``fn(x, mask, generator)`` on row batches, concatenated on ``rows_axis``."""
+        """``fn(x, mask, generator)`` on row batches, concatenated on ``rows_axis``.
+
+        Batches are padded with empty rows to a multiple of ``_ROW_ALIGN`` rows: matrix
+        kernels choose their method by the number of rows, and with aligned shapes a row's
+        output does not depend on the size of its batch.
+        """
         device = self.inference_device()
         seed = draw_seed(random_state)
-        batch = max(1, _INFERENCE_BUDGET // self.proposal_.samples_per_row(n_samples))
+        batch = _ROW_ALIGN * max(1, _INFERENCE_BUDGET // self.proposal_.samples_per_row(n_samples) // _ROW_ALIGN)
         self.model.eval()
         outputs = []
         with torch.no_grad():
             for start in range(0, len(values), batch):
                 rows = slice(start, start + batch)
-                x, mask = self.table.to_tensors(values[rows], observed[rows], device)
-                generator = self._generator(seed, x, mask)
-                outputs.append(fn(x, mask, generator).cpu().numpy().astype(np.float64))
+                batch_values, batch_observed = _pad_rows(values[rows], observed[rows])
+                x, mask = self.table.to_tensors(batch_values, batch_observed, device)
+                out = fn(x, mask, self._generator(seed, x, mask)).cpu().numpy().astype(np.float64)
+                n_rows = len(values[rows])
+                outputs.append(out[:n_rows] if rows_axis == 0 else out[:, :n_rows])
         return np.concatenate(outputs, axis=rows_axis)
+
+
+def _pad_rows(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` and ``observed`` with empty rows added up to a multiple of ``_ROW_ALIGN``."""
+    pad = -len(values) % _ROW_ALIGN
+    if not pad:
+        return values, observed
+    empty = np.full((pad, values.shape[1]), np.nan, dtype=values.dtype)
+    return np.concatenate([values, empty]), np.concatenate([observed, np.zeros(empty.shape, bool)])

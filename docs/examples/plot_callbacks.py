@@ -2,12 +2,12 @@
 Progress, logging and callbacks
 ===============================
 
-``verbose=1`` shows the epoch, the training loss, the validation score, the time spent and
-an upper estimate of the time left: one line rewritten in place on a terminal, about ten
-lines in a notebook or a log file. For your own tools, ``callbacks`` are called after each
-epoch with the estimator and a dictionary ``info`` with the keys ``epoch``, ``loss``,
-``validation_score`` and ``elapsed``; returning True stops training and keeps the weights
-of that epoch.
+``verbose=1`` shows a progress bar (tqdm, on standard error) with the loss, the validation
+score and the time left; ``verbose=2`` prints one line per epoch with the losses to
+standard error, which suits logs and this gallery. For your own tools, ``callbacks`` are
+called after each epoch with the estimator and a dictionary ``info`` with the keys
+``epoch``, ``loss``, ``validation_score``, ``validation_standard_error`` and ``elapsed``;
+returning True ends training as if ``max_iter`` had been reached.
 """
 
 import logging
@@ -24,7 +24,9 @@ X[rng.rand(*X.shape) < 0.3] = np.nan
 # %%
 # Progress
 # --------
-imputer = MixtureVAEImputer(latent_dim=2, hidden_width=32, max_iter=20, verbose=1, random_state=0)
+# One line per epoch (``verbose=2``); in a terminal or a notebook, ``verbose=1`` draws a
+# progress bar instead.
+imputer = MixtureVAEImputer(latent_dim=2, hidden_width=32, max_iter=20, verbose=2, random_state=0)
 imputer.fit(X)
 
 # %%

@@ -3,8 +3,7 @@
 Shapes follow torch.distributions: ``sample_shape + batch_shape + event_shape``.
 Parameters carry a batch dimension ``B`` and an event dimension ``d``; mixtures add a
 component dimension ``K`` *before* the batch dimension in samples (``[S, K, B, d]`` for
-stratified draws) and *after* it in parameters (``loc`` is ``[B, K, d]``), as in
-``methods.md`` section 0.
+stratified draws) and *after* it in parameters (``loc`` is ``[B, K, d]``).
 
 Every sampler takes an explicit generator so that library code never touches torch's
 global random state: a ``torch.Generator`` (training), or a ``RowGenerator`` whose draws for

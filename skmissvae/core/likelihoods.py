@@ -3,7 +3,7 @@
 A likelihood turns the decoder's raw output ``h`` (``[..., B, n_params * D]``) into a
 distribution over the ``D`` features. ``log_prob`` takes the zero-filled data ``x_filled``
 and the boolean mask ``observed`` and sums ``observed_d * log p(x_d | z)`` over features;
-missing positions hold 0, never NaN, so no NaN can leak into gradients (methods.md, sec. 0).
+missing positions hold 0, never NaN, so no NaN can leak into gradients.
 
 ``sample(h, generator, row_dim=-2)`` draws from ``p(x | z)``; ``row_dim`` says which
 dimension of ``h`` holds the rows when ``generator`` is a ``RowGenerator`` (``-2`` for
@@ -215,7 +215,7 @@ _KINDS = {
 
 
 class MixedLikelihood:
-    """Per-block observation models over an encoded table (methods.md, sec. 0).
+    """Per-block observation models over an encoded table.
 
     The encoded row is cut into consecutive blocks of columns, each with its own model:
     ``"gaussian"`` (any number of continuous columns), ``"zero_inflated"`` (any number of

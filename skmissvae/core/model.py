@@ -187,7 +187,7 @@ def finite_mixture_objective(
 
 
 # ---------------------------------------------------------------------------------------
-# DeMissVAE (methods.md, sec. 5)
+# DeMissVAE (Simkus & Gutmann, 2024, sec. 5)
 # ---------------------------------------------------------------------------------------
 
 __all__ += ["demissvae_objectives", "demissvae_backward"]
@@ -254,7 +254,7 @@ def demissvae_backward(
     encoder_parameters: list[nn.Parameter],
 ) -> None:
     """Accumulate ``-mean`` gradients: decoder objective -> decoder parameters only,
-    encoder objective -> encoder parameters only (methods.md, sec. 5, step 5).
+    encoder objective -> encoder parameters only (Simkus & Gutmann, 2024, sec. 5).
 
     ``backward(inputs=...)`` restricts each pass to its own parameters, so the decoder
     objective's path through ``z`` into the encoder and the encoder objective's path into

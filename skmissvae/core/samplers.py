@@ -60,7 +60,9 @@ def importance_log_likelihood(
     for start in range(0, n_samples, chunk_size):
         n = min(chunk_size, n_samples - start)
         _, _, log_w = _log_weights(model, x_filled, observed, q, n, generator)
-        chunk = torch.logsumexp(log_w, dim=0)  # [B]
+        # Reduced along a contiguous last dimension, so that a row's sum does not depend
+        # on how many rows the batch holds (strided reductions are vectorised across rows).
+        chunk = torch.logsumexp(log_w.T.contiguous(), dim=-1)  # [B]
         total = chunk if total is None else torch.logaddexp(total, chunk)
     return total - math.log(n_samples)
 
@@ -82,8 +84,10 @@ def importance_conditional_mean(
     # A NaN weight counts as zero; a row with none usable gets equal weights (never NaN).
     log_w = torch.nan_to_num(log_w, nan=-math.inf)
     log_w = torch.where(torch.isfinite(log_w).any(0, keepdim=True), log_w, 0.0)
-    weights = torch.softmax(log_w, dim=0).unsqueeze(-1)  # [S, B, 1]
-    mean = (weights * model.likelihood.mean(h)).sum(0)  # [B, D]
+    # Reduced along a contiguous last dimension (samples), as in importance_log_likelihood.
+    weights = torch.softmax(log_w.T.contiguous(), dim=-1).unsqueeze(1)  # [B, 1, S]
+    means = model.likelihood.mean(h).permute(1, 2, 0).contiguous()  # [B, D, S]
+    mean = (weights * means).sum(-1)  # [B, D]
     return torch.where(observed, x_filled, mean)
 
 
@@ -111,7 +115,7 @@ def importance_resample(
 
 
 # ---------------------------------------------------------------------------------------
-# DeMissVAE imputation samplers (methods.md, sec. 5)
+# DeMissVAE imputation samplers (Simkus & Gutmann, 2024, sec. 5)
 #
 # Imputations are held batch-first, ``x_imputed`` of shape ``[B, K, D]`` (the layout of
 # the DeMissVAE imputation store ``[N, K, D]``), with one shared mask ``observed [B, D]``.
@@ -250,8 +254,8 @@ def pseudo_gibbs(
     """Pseudo-Gibbs updates of DeMissVAE imputations (Rezende et al., 2014).
 
     Per step and imputation ``k``: ``z ~ q(z | x~_k)``, ``x^ ~ p(x | z)``,
-    ``x~_k,m <- x^_m``. Fast, but can be unstable on continuous data (methods.md, sec. 5);
-    non-finite draws keep the previous value.
+    ``x~_k,m <- x^_m``. Fast, but can be unstable on continuous data (Simkus & Gutmann,
+    2024, sec. 5); non-finite draws keep the previous value.
 
     Parameters
     ----------
@@ -314,7 +318,7 @@ def lair(
 ) -> Tensor:
     """Latent-adaptive importance resampling (LAIR) of DeMissVAE imputations.
 
-    One iteration on a row with imputations ``x~_1..K`` (methods.md, sec. 5):
+    One iteration on a row with imputations ``x~_1..K`` (Simkus & Gutmann, 2024, sec. 5):
 
     1. proposals ``q_j = q(z | x~_j)``, ``j = 1..K``, plus ``R`` copies of the prior;
     2. ``I`` draws from each of the ``K + R`` proposals (stratified);

@@ -51,7 +51,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         :meth:`sample_imputations` and :meth:`score_samples` before importance sampling.
         0 uses the initial imputations as they are. The importance-sampling step corrects
         for an imperfect proposal, so a few sweeps suffice; each costs as much as a
-        training refresh.
+        training refresh. This value and the sampler settings (``sampler`` and the
+        ``lair_*`` parameters) are fixed into ``fitted_model_`` by ``fit``: changing them
+        afterwards has no effect until the next ``fit``.
     pool_size : int, default=1000
         At most this many observed training values per column are kept (a uniform random
         sample, in ``imputation_pool_``) to initialise the imputations of new rows.
@@ -61,16 +63,19 @@ class DeMissVAEImputer(BaseVAEImputer):
     latent_dim : int, default=16
         Dimension of the latent space.
     hidden_width : int, default=128
-        Width of the residual MLPs of encoder and decoder (as :class:`MixtureVAEImputer`;
-        the paper uses 256 on UCI data and 200 with 3 blocks on its toy data).
+        Width of the residual MLPs of encoder and decoder. The paper uses 256 on UCI data
+        and 200 with 3 blocks on its toy data; wider networks take longer to fit and can
+        give over-confident draws on small tables (see "Network width" in the design notes,
+        ``docs/design.md``).
     n_hidden_blocks : int, default=2
         Residual blocks per network.
     dropout : float, default=0.0
         Dropout probability inside the residual blocks (off while the sampler runs).
     min_scale : float, default=0.1
         Smallest standard deviation of the decoder's Gaussian ``p(x_d | z)`` for continuous
-        columns, as a fraction of each column's standard deviation (see
-        :class:`MixtureVAEImputer`).
+        columns, as a fraction of each column's standard deviation. A floor well above zero
+        stops the decoder from becoming more certain than a small table supports (see
+        "Decoder scale floor" in the design notes, ``docs/design.md``).
     learning_rate : float, default=1e-3
         Initial step size of Adam (amsgrad).
     batch_size : int, default=128
@@ -88,8 +93,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         has stayed below its best by more than ``tol`` and two standard errors for
         ``n_iter_no_change`` epochs (overfitting); the best weights are then restored. A fit
         that runs to ``max_iter`` keeps its final weights unless their validation score is
-        below the best in that sense. Validation rows keep imputations in the store too, refreshed once per
-        epoch, and are scored with the decoder objective.
+        below the best in that sense. Validation rows keep imputations in the store too,
+        refreshed once per epoch, and are scored with the decoder objective (see "Early
+        stopping" in the design notes, ``docs/design.md``).
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=50
     tol : float, default=1e-3
@@ -100,7 +106,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         Imputing costs time proportional to it. Fewer make the draws of
         :meth:`sample_imputations` too narrow, because resampling from few proposals
         leans towards the encoder, which is narrower than the model's conditional (see
-        "Decoder scale floor and importance samples" in ``docs/benchmarks.md``).
+        "Importance samples" in the design notes, ``docs/design.md``).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -110,9 +116,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         draws, in ``fit`` and in every later call. torch's and numpy's global generators
         are never touched.
     verbose : int, default=0
-        0 is silent; 1 shows training progress (epoch, loss, validation score, time
-        left), one line rewritten in place on a terminal and about ten lines in notebooks
-        and logs; 2 prints a line after every epoch.
+        0 is silent; 1 shows a progress bar (tqdm, on standard error) with the loss, the
+        validation score and the time left; 2 prints one line per epoch with the losses
+        to standard error.
     callbacks : list of callable, default=None
         Each is called after every epoch as ``callback(imputer, info)`` with
         ``info = {"epoch", "loss", "validation_score", "validation_standard_error",
@@ -145,6 +151,12 @@ class DeMissVAEImputer(BaseVAEImputer):
 
     Attributes
     ----------
+    fitted_model_ : skmissvae._fitted.FittedModel
+        Everything learned in ``fit``: the torch model, the table encoder, the
+        importance-sampling proposal (with the imputation pool and the sampler settings)
+        and the device. The attributes below that describe the model (``model_``,
+        ``mean_``, ``scale_``, ``empty_features_``, ``column_types_``,
+        ``column_encoder_``, ``device_``) are read-only views of it.
     column_types_ : dict
         The observation model used for each input column, ``{label or position: type}``.
     column_encoder_ : TableEncoder or None
@@ -201,13 +213,12 @@ class DeMissVAEImputer(BaseVAEImputer):
 
     Notes
     -----
-    Training follows Simkus & Gutmann (2024, sec. 5), as summarised in the project's
-    methods specification. A store of ``K`` imputed copies ``x~_k = (x_o, x~_k,m)`` per
-    training row is initialised by drawing each missing entry from the observed values of
-    its column. Each step fetches the batch's copies, refreshes them with the sampler
-    (from the second epoch on, without gradients, writing them back), encodes every copy as
-    if complete, ``q_k = q(z | x~_k)``, draws one ``z_k ~ q_k`` each, and forms two
-    objectives:
+    Training follows Simkus & Gutmann (2024, sec. 5). A store of ``K`` imputed copies
+    ``x~_k = (x_o, x~_k,m)`` per training row is initialised by drawing each missing entry
+    from the observed values of its column. Each step fetches the batch's copies, refreshes
+    them with the sampler (from the second epoch on, without gradients, writing them back),
+    encodes every copy as if complete, ``q_k = q(z | x~_k)``, draws one ``z_k ~ q_k`` each,
+    and forms two objectives:
 
     * decoder: ``(1/K) sum_k [log p(x_o | z_k) + log p(z_k) - log q_mix(z_k)]`` with the
       imputation mixture ``q_mix = (1/K) sum_j q_j`` (no gradient through ``q_mix``),
@@ -236,11 +247,11 @@ class DeMissVAEImputer(BaseVAEImputer):
     after ``fit`` unless ``keep_imputations=True`` (then kept as float arrays in the
     data's dtype). The fitted estimator keeps at most ``pool_size * n_features`` training
     values. Time: a LAIR refresh costs ``lair_iterations * (K + I (K + R))`` network passes
-    per row, so with the defaults an epoch takes about six times as long as one of
-    :class:`MixtureVAEImputer` (measured on the paper's toy data, 3x200 networks);
-    ``sampler="pseudo_gibbs"`` or the paper's toy setting (``lair_iterations=1``,
-    ``lair_prior_proposals=0``, ``lair_final_resampling=False``) are about as fast as
-    :class:`MixtureVAEImputer`, at some cost in accuracy.
+    per row, so with the defaults an epoch takes several times as long as one of
+    :class:`MixtureVAEImputer` (see "Default method" in the design notes,
+    ``docs/design.md``); ``sampler="pseudo_gibbs"`` or the paper's toy setting
+    (``lair_iterations=1``, ``lair_prior_proposals=0``, ``lair_final_resampling=False``)
+    are about as fast as :class:`MixtureVAEImputer`, at some cost in accuracy.
 
     Data are standardised per column internally; all log-likelihoods are reported in the
     units of the data passed in.

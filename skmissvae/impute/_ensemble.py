@@ -35,7 +35,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
     initialisation and mini-batch order. Averaging their conditional means removes part of
     the error that comes from one training run's randomness, which matters most on small
     tables: a "deep ensemble" (Lakshminarayanan et al., 2017). It costs ``n_estimators``
-    fits.
+    fits (see "Ensembles" in the design notes, ``docs/design.md``).
 
     Parameters
     ----------
@@ -73,8 +73,8 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
     imputations average the members' conditionals with equal weights,
     ``(1/n) sum_m p_m(x_m | x_o)``, a model average. The exact conditional of the mixture
     would weight member ``m`` by ``p_m(x_o)`` instead; on small tables those weights pick
-    one member per row and the averaging gain is lost (wine, 178 rows: 4.5 % lower error
-    with equal weights against 0.4 % with likelihood weights; ``docs/benchmarks.md``).
+    one member per row and the averaging gain is lost (see "Ensemble weights" in the design
+    notes, ``docs/design.md``).
 
     Examples
     --------

@@ -48,9 +48,10 @@ class MixtureVAEImputer(BaseVAEImputer):
     n_particles : int, default=5
         Latent draws per row per training step. With stratified sampling it must be a
         multiple of ``n_components`` (``n_particles // n_components`` draws per component).
-        For point imputation, ``n_components=1, n_particles=20`` (MIWAE with the MIWAE
-        paper's 20 importance samples) was our most accurate setting, at about twice the
-        fit time (see ``docs/benchmarks.md``).
+        Training time grows in proportion to it. For point imputation,
+        ``n_components=1, n_particles=20`` (MIWAE with the MIWAE paper's 20 importance
+        samples) is the better setting (see "Training particles" in the design notes,
+        ``docs/design.md``).
     gradient_estimator : {"auto", "stl", "dreg", "total"}, default="auto"
         Encoder gradients: sticking the landing (``"stl"``, the paper's choice), doubly
         reparameterised (``"dreg"``; only with ``objective="iwelbo"`` and a
@@ -61,12 +62,10 @@ class MixtureVAEImputer(BaseVAEImputer):
     latent_dim : int, default=16
         Dimension of the latent space.
     hidden_width : int, default=128
-        Width of the residual MLPs of encoder and decoder. The paper uses 256 on UCI data.
-        Width 256 imputed 0.3-9 % better on seven of nine UCI tables and fitted the toy data
-        better, but took 3.2x the fit time, and on a 569-row table its draws for new rows
-        were over-confident (90 % intervals covered 0.77 of the hidden values, against
-        0.845 at 128, both measured before ``min_scale`` and with 100 importance samples).
-        See "Network width" in ``docs/benchmarks.md``.
+        Width of the residual MLPs of encoder and decoder. The paper uses 256 on UCI data;
+        wider networks impute larger tables a little better but take longer to fit and can
+        give over-confident draws on small tables (see "Network width" in the design notes,
+        ``docs/design.md``).
     n_hidden_blocks : int, default=2
         Residual blocks per network.
     dropout : float, default=0.0
@@ -74,12 +73,9 @@ class MixtureVAEImputer(BaseVAEImputer):
     min_scale : float, default=0.1
         Smallest standard deviation of the decoder's Gaussian ``p(x_d | z)`` for continuous
         columns, as a fraction of each column's standard deviation. A floor well above zero
-        stops the decoder from becoming more certain than a small table supports. Against
-        the earlier fixed 1e-5 it lowered the imputation error on seven of nine UCI tables
-        (concrete by 6-7 %), raised it by under 1 % on spambase, and did not hurt the toy
-        data (median log-likelihood -2.949 against -2.959); see "Decoder scale floor" in
-        ``docs/benchmarks.md``. Set it near 0 (e.g. 1e-5) for data whose columns are
-        nearly exact functions of each other.
+        stops the decoder from becoming more certain than a small table supports (see
+        "Decoder scale floor" in the design notes, ``docs/design.md``). Set it near 0
+        (e.g. 1e-5) for data whose columns are nearly exact functions of each other.
     learning_rate : float, default=1e-3
         Initial step size of Adam (amsgrad).
     batch_size : int, default=128
@@ -103,7 +99,8 @@ class MixtureVAEImputer(BaseVAEImputer):
         when the score has stayed below its best by more than ``tol`` and two standard
         errors for ``n_iter_no_change`` epochs; the best weights are then restored. A fit
         that runs to ``max_iter`` keeps its final, annealed weights unless their score is
-        below the best in that sense.
+        below the best in that sense (see "Early stopping" in the design notes,
+        ``docs/design.md``).
 
         ``"entries"``: hold out observed entries (never all of a row's) and score, after
         every epoch, how well the model imputes them: minus the squared error of their
@@ -112,10 +109,10 @@ class MixtureVAEImputer(BaseVAEImputer):
         no new best (by more than ``tol``), training stops and a fresh model is trained
         on every entry for the best number of epochs, with the schedule annealed over
         them (``refitted_``). A fit that runs to ``max_iter`` keeps its final weights; the
-        held-out entries then never reach the model. With ``max_iter="auto"`` this
-        imputed some tables of 500 to 1,000 rows 4-17 % better than the default, and
-        tables of a few hundred rows or fewer up to 65 % worse (see "Early stopping on held-out entries" in
-        ``docs/benchmarks.md``).
+        held-out entries then never reach the model. Pair it with ``max_iter="auto"``. It
+        tends to help tables of several hundred rows or more and to hurt the smallest
+        tables and MNAR data, whose held-out entries are a poor guide (see "Early stopping
+        on held-out entries" in the design notes, ``docs/design.md``).
     n_iter_no_change : int, default=50
     tol : float, default=1e-3
         Minimum change of the validation score (per row) that counts for early stopping.
@@ -124,7 +121,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         Imputing costs time proportional to it. Fewer make the draws of
         :meth:`sample_imputations` too narrow, because resampling from few proposals
         leans towards the encoder, which is narrower than the model's conditional (see
-        "Decoder scale floor and importance samples" in ``docs/benchmarks.md``).
+        "Importance samples" in the design notes, ``docs/design.md``).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -133,9 +130,9 @@ class MixtureVAEImputer(BaseVAEImputer):
         Seeds weight initialisation, batching and all Monte-Carlo draws, in ``fit`` and in
         every later call. torch's and numpy's global generators are never touched.
     verbose : int, default=0
-        0 is silent; 1 shows training progress (epoch, loss, validation score, time
-        left), one line rewritten in place on a terminal and about ten lines in notebooks
-        and logs; 2 prints a line after every epoch.
+        0 is silent; 1 shows a progress bar (tqdm, on standard error) with the loss, the
+        validation score and the time left; 2 prints one line per epoch with the losses
+        to standard error.
     callbacks : list of callable, default=None
         Each is called after every epoch as ``callback(imputer, info)`` with
         ``info = {"epoch", "loss", "validation_score", "validation_standard_error",
@@ -168,6 +165,11 @@ class MixtureVAEImputer(BaseVAEImputer):
 
     Attributes
     ----------
+    fitted_model_ : skmissvae._fitted.FittedModel
+        Everything learned in ``fit``: the torch model, the table encoder, the
+        importance-sampling proposal and the device. The attributes below that describe
+        the model (``model_``, ``mean_``, ``scale_``, ``empty_features_``,
+        ``column_types_``, ``column_encoder_``, ``device_``) are read-only views of it.
     column_types_ : dict
         The observation model used for each input column, ``{label or position: type}``.
     column_encoder_ : TableEncoder or None
@@ -224,22 +226,22 @@ class MixtureVAEImputer(BaseVAEImputer):
     MissSIWAE   K > 1           "iwelbo"      "stratified"
     ==========  ==============  ============  =============
 
-    Each row was checked against the method definitions of Simkus & Gutmann (2024, sec. 4)
-    as summarised in the project's methods specification: the ELBO family averages
-    ``log w = log p(x_o, z) - log q_mix(z)``; the IWELBO family takes
+    Each row follows the method definitions of Simkus & Gutmann (2024, sec. 4): the ELBO
+    family averages ``log w = log p(x_o, z) - log q_mix(z)``; the IWELBO family takes
     ``logsumexp(log w) - log I``; stratified bounds weight each component's draws by
     ``pi_k`` (kept attached to the graph); every ``log q`` is evaluated with detached
     encoder outputs (STL, Roeder et al. 2017). The defaults (MissSIWAE, 5 components, 5
-    particles) are the paper's best all-round choice.
+    particles) are the paper's best all-round choice (see "Default method" in the design
+    notes, ``docs/design.md``).
 
     One deliberate departure: with ``gradient_estimator="auto"`` (the default) MissVAE
-    trains with the total reparameterisation gradient instead of STL. On the paper's toy
-    data, STL let MissVAE's narrowest encoder components collapse (smallest scale from
-    about 0.06 to 2e-4) while its training loss rose by 0.5 nats; with the total gradient
-    training was smooth and the test log-likelihood 0.5 nats higher. For the IWELBO
-    (MissIWAE) the total gradient did worse than STL, so STL stays there
-    (``benchmarks/results/ancestral_stability.md`` and ``docs/benchmarks.md``). Set
-    ``gradient_estimator="stl"`` to train exactly as the paper does.
+    trains with the total reparameterisation gradient instead of STL: with STL, MissVAE's
+    narrowest encoder components collapse in long training and its loss rises, while the
+    total gradient, which keeps the zero-mean score term of ``log q``, trains smoothly to
+    a higher test log-likelihood. For the IWELBO (MissIWAE) the total gradient does worse
+    than STL, so STL stays there (see "Gradient estimator for ancestral mixtures" in the
+    design notes, ``docs/design.md``). Set ``gradient_estimator="stl"`` to train exactly
+    as the paper does.
 
     Data are standardised per column internally; all log-likelihoods are reported in the
     units of the data passed in.

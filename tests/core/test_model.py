@@ -219,7 +219,8 @@ def test_mixture_objective_trains_every_encoder_output(sampling, objective):
 @pytest.mark.parametrize("sampling", ["ancestral", "stratified"])
 @pytest.mark.parametrize("objective", ["elbo", "iwelbo"])
 def test_mixture_objective_values_match_the_formulas(sampling, objective):
-    """Table of methods.md sec. 3, with q_mix the *full* mixture density in every log-weight."""
+    """The paper's objectives (Simkus & Gutmann, 2024, sec. 4), with q_mix the *full*
+    mixture density in every log-weight."""
     x_filled, observed = _small_problem()
     model = _vae(n_components=3)
     logits = torch.randn(6, 3, generator=_generator(1), dtype=DTYPE)

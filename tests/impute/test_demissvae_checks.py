@@ -23,19 +23,7 @@ ESTIMATORS = [
     ),
 ]
 
-_MONTE_CARLO = (
-    "transform and score_samples run a sampler and importance sampling; one torch.Generator "
-    "seeded from random_state serves a whole call, so a row's draws depend on which rows "
-    "share its batch and in what order. Deterministic per call, not per row."
-)
-
-EXPECTED_FAILED_CHECKS = {
-    "check_methods_subset_invariance": _MONTE_CARLO,
-    "check_methods_sample_order_invariance": _MONTE_CARLO,
-}
-
-
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+@parametrize_with_checks(ESTIMATORS)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

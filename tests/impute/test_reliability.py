@@ -1,4 +1,4 @@
-"""Reliability catalogue (issue 5): awkward inputs, numerical faults, determinism, threads.
+"""Reliability catalogue: awkward inputs, numerical faults, determinism, threads.
 
 Every case runs for both estimators; most also for numpy and pandas input. Each test checks
 the documented behaviour (see docs/reliability.md) and, through ``check_outputs``, the
