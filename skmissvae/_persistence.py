@@ -305,4 +305,5 @@ def _ensemble_from_state(state: dict, version: tuple):
     if not state["members"]:
         raise IndexError("the ensemble has no members")
     ensemble = VAEEnsembleImputer(template, **params)
-    return ensemble._adopt([_model_from_state(member, version) for member in state["members"]])
+    ensemble.estimators_ = [_model_from_state(member, version) for member in state["members"]]
+    return ensemble

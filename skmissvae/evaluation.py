@@ -129,6 +129,9 @@ def refit_test_log_likelihood(
     values, observed = fitted.table.encode(X_test)
     device = fitted.inference_device()
     rng = check_random_state(random_state)  # None: fresh entropy, never numpy's global generator
+    # The final estimate draws as score_samples would with this random_state, so that
+    # without a refit both agree exactly (for a model whose proposal is its encoder).
+    scoring_state = copy.deepcopy(rng)
     generator = torch.Generator(device=device).manual_seed(int(rng.randint(2**31 - 1)))
     model = copy.deepcopy(fitted.model).to(device)  # the caller's model is never touched
     if n_refit_epochs:
@@ -138,7 +141,7 @@ def refit_test_log_likelihood(
                        learning_rate, batch_size, generator)
     # Scored by the refitted encoder, with the Jacobian of the fitted table encoder.
     refitted = FittedModel(model.eval(), fitted.table, fitted.config, EncoderProposal(), device)
-    return refitted.log_likelihood(values, observed, n_samples=n_importance_samples, random_state=rng)
+    return refitted.log_likelihood(values, observed, n_samples=n_importance_samples, random_state=scoring_state)
 
 
 def _refit_encoder(model, x, mask, sampling, clip_grad_norm, n_epochs, n_particles, learning_rate, batch_size,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.exceptions import NotFittedError
 
-from skmissvae import VAEEnsembleImputer
+from skmissvae import MixtureVAEImputer, VAEEnsembleImputer
 from skmissvae.evaluation import (
     crps,
     energy_score,
@@ -453,3 +453,20 @@ def test_refit_on_a_mixed_type_model_matches_score_and_is_in_data_units(make_imp
     refit_scaled = refit_test_log_likelihood(make_imputer(latent_dim=2).fit(scaled), scaled, n_refit_epochs=2, **kwargs)
     n_continuous = frame[["x", "y"]].notna().sum(axis=1).to_numpy()
     np.testing.assert_allclose(refit_scaled, refit - n_continuous * np.log(c), rtol=1e-4, atol=1e-4)
+
+
+def test_refit_without_epochs_equals_score_samples_at_a_point_mass():
+    # A semicontinuous column at its point mass has a probability, not a density: no
+    # Jacobian term. Both paths take it from the table encoder.
+    rng = np.random.RandomState(0)
+    n = 150
+    amount = np.where(rng.rand(n) < 0.5, 0.0, 30.0 * rng.gamma(2.0, size=n))
+    X = np.column_stack([rng.standard_normal(n) * 5.0, amount])
+    X[rng.rand(n) < 0.2, 0] = np.nan
+    imputer = MixtureVAEImputer(latent_dim=2, hidden_width=8, n_hidden_blocks=1, max_iter=3,
+                                early_stopping=False, n_score_samples=64, random_state=0,
+                                column_types={1: "semicontinuous"}).fit(X)
+    at_atom = X[:, 1] == 0.0
+    assert at_atom.sum() > 20 and np.log(imputer.scale_[1]) > 2  # the bug would show clearly
+    refit = refit_test_log_likelihood(imputer, X, n_refit_epochs=0, n_importance_samples=64, random_state=0)
+    np.testing.assert_allclose(refit, imputer.score_samples(X), rtol=1e-6, atol=1e-6)

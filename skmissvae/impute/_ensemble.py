@@ -117,8 +117,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         self : object
             Fitted estimator.
         """
-        for name in ("estimators_", "n_features_in_", "feature_names_in_"):
-            self.__dict__.pop(name, None)  # a failed refit leaves nothing fitted behind
+        self.__dict__.pop("estimators_", None)  # a failed refit leaves nothing fitted behind
         template = self._template()
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_estimators)
         members = [clone(template).set_params(random_state=int(seed)) for seed in seeds]
@@ -126,7 +125,8 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         if self.random_state is None:  # later calls draw fresh randomness, as a single imputer's do
             for member in fitted:
                 member.random_state = None
-        return self._adopt(fitted)
+        self.estimators_ = list(fitted)
+        return self
 
     def _template(self):
         if self.estimator is None:
@@ -138,16 +138,14 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             )
         return self.estimator
 
-    def _adopt(self, members):
-        """Take fitted ``members`` as the ensemble's (after ``fit``, or from a save file)."""
-        self.estimators_ = list(members)
-        first = self.estimators_[0]
-        self.n_features_in_ = first.n_features_in_
-        if hasattr(first, "feature_names_in_"):
-            self.feature_names_in_ = first.feature_names_in_
-        else:
-            self.__dict__.pop("feature_names_in_", None)
-        return self
+    # The members' view of the input, kept by them (also for an ensemble loaded from a file).
+    n_features_in_ = property(lambda self: self.estimators_[0].n_features_in_,
+                              doc="Number of features seen during ``fit``.")
+
+    @property
+    def feature_names_in_(self):
+        """Names of the features seen during ``fit``, when ``X`` had string column names."""
+        return self.estimators_[0].feature_names_in_
 
     def _check_input(self, X) -> None:
         """Refuse ``X`` of the wrong width with an error that names the ensemble."""

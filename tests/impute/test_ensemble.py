@@ -235,18 +235,8 @@ def test_rejects_a_bad_number_of_members(data):
         VAEEnsembleImputer(MEMBER, n_estimators=0).fit(X)
 
 
-_MONTE_CARLO = (
-    "score_samples is a Monte-Carlo (IWELBO) estimate per member; one torch.Generator "
-    "serves a whole call, so a row's draws depend on which rows share its batch."
-)
-
-
 @parametrize_with_checks(
     [VAEEnsembleImputer(MixtureVAEImputer(**dict(FAST_PARAMS, batch_size=16, max_iter=2)), n_estimators=2, random_state=0)],
-    expected_failed_checks=lambda est: {
-        "check_methods_subset_invariance": _MONTE_CARLO,
-        "check_methods_sample_order_invariance": _MONTE_CARLO,
-    },
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
