@@ -27,8 +27,12 @@ test: venv  ## run the test suite, then build the documentation (its examples ru
 docs: venv  ## build the HTML documentation into docs/_build/html; warnings are errors
 	@$(PY) -m sphinx -q -W --keep-going -b html docs docs/_build/html
 
-bench: venv  ## full benchmarks (minutes to hours; not part of CI)
-	$(PY) benchmarks/mog.py
+bench: venv  ## the maintained benchmarks (hours; not part of CI); see docs/benchmarks.md
+	$(PY) -m pip install -q -e ".[benchmarks]" $(TORCH_PIN)
+	$(PY) benchmarks/toy.py
+	$(PY) benchmarks/paper_toy.py
+	$(PY) benchmarks/imputation.py
+	$(PY) benchmarks/downstream.py
 	$(PY) benchmarks/throughput.py
 
 clean:

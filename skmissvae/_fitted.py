@@ -216,6 +216,15 @@ class FittedModel:
         log_lik = log_lik - self.table.log_jacobian(values, observed)
         return np.where(observed.any(axis=1), log_lik, 0.0)
 
+    def is_finite(self, values, observed, *, n_samples: int) -> bool:
+        """Whether the weights, and the scores and imputations of the rows, are finite."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            return False
+        # A fixed seed: a check must not consume the caller's random stream.
+        log_lik = self.log_likelihood(values, observed, n_samples=n_samples, random_state=0)
+        imputed = self.impute(values, observed, n_samples=n_samples, random_state=0)
+        return bool(np.isfinite(log_lik).all() and np.isfinite(imputed).all())
+
     def proposal(self, values, observed, random_state=None):
         """The proposal ``q(z | x_o)`` of the rows (one batch), on the inference device."""
         device = self.inference_device()

@@ -12,6 +12,8 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from ._columns import _as_frame
+
 __all__ = ["plot_imputed_distributions", "plot_latent_posterior", "plot_training_curves"]
 
 
@@ -140,15 +142,6 @@ def plot_imputed_distributions(estimator, X, columns=None, kind="sample", bins=3
     axes.ravel()[0].legend()
     fig.tight_layout()
     return fig
-
-
-def _as_frame(X) -> pd.DataFrame:
-    if isinstance(X, pd.DataFrame):
-        return X
-    values = np.asarray(X)
-    if values.ndim != 2:
-        raise ValueError(f"X must be 2-dimensional, got an array of shape {values.shape}.")
-    return pd.DataFrame(values)
 
 
 def _impute(estimator, X, kind: str, frame: pd.DataFrame) -> pd.DataFrame:

@@ -612,8 +612,8 @@ def test_global_rngs_untouched(make_imputer, method, X_missing, random_state):
 
 
 def test_global_rngs_untouched_with_random_state_none(make_imputer, X_missing):
-    # The class docstring: "torch's and numpy's global generators are never touched"; the
-    # issue: "no global RNG is touched". That must hold for the default random_state too.
+    # The class docstring: "torch's and numpy's global generators are never touched". That
+    # must hold for the default random_state too.
     np.random.seed(12345)
     torch.manual_seed(12345)
     before = _global_rng_states()
