@@ -178,7 +178,7 @@ class FittedModel:
         self.model = model
         self.table = table
         self.config = config
-        self.proposal_ = proposal
+        self.importance_proposal = proposal
         self.device = device
 
     # -- public inference ---------------------------------------------------------------
@@ -188,7 +188,7 @@ class FittedModel:
         Binary and one-hot columns hold predictive probabilities at missing entries.
         """
         def batch(x, mask, generator):
-            q = self.proposal_(self.model, x, mask, generator)
+            q = self.importance_proposal(self.model, x, mask, generator)
             return importance_conditional_mean(self.model, x, mask, q, n_samples, generator)
 
         imputed = self._map_batches(batch, values, observed, n_samples, random_state)
@@ -197,7 +197,7 @@ class FittedModel:
     def sample(self, values, observed, n_draws: int, *, n_samples: int, random_state=None) -> np.ndarray:
         """``n_draws`` completed copies of ``values`` from ``p(x_m | x_o)``: ``[M, N, D]``."""
         def batch(x, mask, generator):
-            q = self.proposal_(self.model, x, mask, generator)
+            q = self.importance_proposal(self.model, x, mask, generator)
             return importance_resample(self.model, x, mask, q, n_samples, n_draws, generator)
 
         draws = self._map_batches(batch, values, observed, n_samples, random_state, rows_axis=1)
@@ -209,7 +209,7 @@ class FittedModel:
         A row with no observed entry scores exactly 0 (``log 1``).
         """
         def batch(x, mask, generator):
-            q = self.proposal_(self.model, x, mask, generator)
+            q = self.importance_proposal(self.model, x, mask, generator)
             return importance_log_likelihood(self.model, x, mask, q, n_samples, generator)
 
         log_lik = self._map_batches(batch, values, observed, n_samples, random_state)
@@ -231,7 +231,7 @@ class FittedModel:
         x, mask = self.table.to_tensors(values, observed, device)
         self.model.eval()
         with torch.no_grad():
-            return self.proposal_(self.model, x, mask, self._generator(draw_seed(random_state), x, mask))
+            return self.importance_proposal(self.model, x, mask, self._generator(draw_seed(random_state), x, mask))
 
     def inference_device(self) -> torch.device:
         """The training device, or the CPU for a GPU model on a machine without one."""
@@ -245,7 +245,7 @@ class FittedModel:
         return {
             "config": asdict(self.config),
             "table": self.table.get_state(),
-            "proposal": self.proposal_.get_state(),
+            "proposal": self.importance_proposal.get_state(),
             "device": str(self.device),
             "model_state": {key: value.detach().cpu() for key, value in self.model.state_dict().items()},
         }
@@ -282,7 +282,7 @@ class FittedModel:
         """
         device = self.inference_device()
         seed = draw_seed(random_state)
-        batch = _ROW_ALIGN * max(1, _INFERENCE_BUDGET // self.proposal_.samples_per_row(n_samples) // _ROW_ALIGN)
+        batch = _ROW_ALIGN * max(1, _INFERENCE_BUDGET // self.importance_proposal.samples_per_row(n_samples) // _ROW_ALIGN)
         self.model.eval()
         outputs = []
         with torch.no_grad():

@@ -108,7 +108,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         """The ``TrainingProblem`` that fits ``model`` to the standardised data."""
         raise NotImplementedError
 
-    def _proposal(self, problem, x, observed, generator, table):
+    def _build_proposal(self, problem, x, observed, generator, table):
         """The importance-sampling proposal of the fitted model."""
         raise NotImplementedError
 
@@ -142,7 +142,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         config = self._training_config(len(x))
         model = build_model(self._model_config(), table, cpu_generator_from(generator)).to(device)
         problem = self._training_problem(model, x, mask, generator)
-        proposal = self._proposal(problem, x, mask, generator, table)
+        proposal = self._build_proposal(problem, x, mask, generator, table)
         self.fitted_model_ = FittedModel(model, table, self._model_config(), proposal, device)
         fit = _FitData(X, values, observed, x, mask, generator, config)
         try:

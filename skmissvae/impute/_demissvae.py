@@ -374,7 +374,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         return DeMissVAEProblem(model, x, observed, n_imputations=self.n_imputations,
                                 sampler=self._sampler(), generator=generator)
 
-    def _proposal(self, problem, x, observed, generator, table) -> ImputationMixtureProposal:
+    def _build_proposal(self, problem, x, observed, generator, table) -> ImputationMixtureProposal:
         # A bounded random sample of each column's observed values, for new rows.
         pool, counts = column_pools(x, observed, self.pool_size, generator)
         in_pool = torch.arange(len(pool), device=x.device).unsqueeze(1) < counts  # [P, D]

@@ -366,7 +366,7 @@ class MixtureVAEImputer(BaseVAEImputer):
             gradient_estimator=self._gradient_estimator(),
         )
 
-    def _proposal(self, problem, x, observed, generator, table) -> EncoderProposal:
+    def _build_proposal(self, problem, x, observed, generator, table) -> EncoderProposal:
         return EncoderProposal()
 
     def _after_training(self, problem, result, fit):
