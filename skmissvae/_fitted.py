@@ -24,10 +24,9 @@ from .core.model import MissingDataVAE
 from .core.problems import ImputationSampler, column_groups
 from .core.random import RowGenerator
 from .core.samplers import (
+    ImportanceEstimates,
+    adaptive_importance_sampling,
     empirical_imputations,
-    importance_conditional_mean,
-    importance_log_likelihood,
-    importance_resample,
     imputation_mixture,
 )
 from .datasets._missingness import check_random_state
@@ -46,6 +45,8 @@ __all__ = [
 _INFERENCE_BUDGET = 2**16
 # Inference batches hold a multiple of this many rows (see FittedModel._map_batches).
 _ROW_ALIGN = 16
+# Importance samples drawn per row and round (adaptive_importance_sampling's chunk_size).
+_ROUND = 32
 
 
 def resolve_device(device: str) -> torch.device:
@@ -182,39 +183,52 @@ class FittedModel:
         self.device = device
 
     # -- public inference ---------------------------------------------------------------
-    def impute(self, values, observed, *, n_samples: int, random_state=None) -> np.ndarray:
+    def impute(self, values, observed, *, n_samples: int, min_effective_samples=None,
+               random_state=None) -> np.ndarray:
         """Conditional means ``E[x_m | x_o]``, completed into ``values``: ``[N, D]``.
 
-        Binary and one-hot columns hold predictive probabilities at missing entries.
+        ``n_samples`` importance samples per row at most; with ``min_effective_samples``
+        a row stops once its effective sample size reaches it. Binary and one-hot columns
+        hold predictive probabilities at missing entries.
         """
         def batch(x, mask, generator):
-            q = self.importance_proposal(self.model, x, mask, generator)
-            return importance_conditional_mean(self.model, x, mask, q, n_samples, generator)
+            return self._estimates(x, mask, generator, n_samples, min_effective_samples,
+                                   conditional_mean=True).mean
 
         imputed = self._map_batches(batch, values, observed, n_samples, random_state)
         return self.table.complete(values, observed, imputed)
 
-    def sample(self, values, observed, n_draws: int, *, n_samples: int, random_state=None) -> np.ndarray:
-        """``n_draws`` completed copies of ``values`` from ``p(x_m | x_o)``: ``[M, N, D]``."""
+    def sample(self, values, observed, n_draws: int, *, n_samples: int, min_effective_samples=None,
+               random_state=None) -> np.ndarray:
+        """``n_draws`` completed copies of ``values`` from ``p(x_m | x_o)``: ``[M, N, D]``
+        (sampling-importance resampling)."""
         def batch(x, mask, generator):
-            q = self.importance_proposal(self.model, x, mask, generator)
-            return importance_resample(self.model, x, mask, q, n_samples, n_draws, generator)
+            z = self._estimates(x, mask, generator, n_samples, min_effective_samples, n_draws=n_draws).draws
+            x_sampled = self.model.likelihood.sample(self.model.decode(z), generator)  # [M, B, D]
+            return torch.where(mask, x, x_sampled)
 
         draws = self._map_batches(batch, values, observed, n_samples, random_state, rows_axis=1)
         return self.table.complete(values, observed, draws)
 
-    def log_likelihood(self, values, observed, *, n_samples: int, random_state=None) -> np.ndarray:
+    def log_likelihood(self, values, observed, *, n_samples: int, min_effective_samples=None,
+                       random_state=None) -> np.ndarray:
         """Importance-weighted bound on ``log p(x_o)`` per row, in the data's units: ``[N]``.
 
         A row with no observed entry scores exactly 0 (``log 1``).
         """
         def batch(x, mask, generator):
-            q = self.importance_proposal(self.model, x, mask, generator)
-            return importance_log_likelihood(self.model, x, mask, q, n_samples, generator)
+            return self._estimates(x, mask, generator, n_samples, min_effective_samples).log_likelihood
 
         log_lik = self._map_batches(batch, values, observed, n_samples, random_state)
         log_lik = log_lik - self.table.log_jacobian(values, observed)
         return np.where(observed.any(axis=1), log_lik, 0.0)
+
+    def _estimates(self, x, mask, generator, n_samples, min_effective_samples, **wanted) -> ImportanceEstimates:
+        q = self.importance_proposal(self.model, x, mask, generator)
+        return adaptive_importance_sampling(
+            self.model, x, mask, q, max_samples=n_samples, min_effective_samples=min_effective_samples,
+            chunk_size=_ROUND, generator=generator, **wanted,
+        )
 
     def is_finite(self, values, observed, *, n_samples: int) -> bool:
         """Whether the weights, and the scores and imputations of the rows, are finite."""
@@ -282,7 +296,8 @@ class FittedModel:
         """
         device = self.inference_device()
         seed = draw_seed(random_state)
-        batch = _ROW_ALIGN * max(1, _INFERENCE_BUDGET // self.importance_proposal.samples_per_row(n_samples) // _ROW_ALIGN)
+        per_row = self.importance_proposal.samples_per_row(min(n_samples, _ROUND))  # draws held at once
+        batch = _ROW_ALIGN * max(1, _INFERENCE_BUDGET // per_row // _ROW_ALIGN)
         self.model.eval()
         outputs = []
         with torch.no_grad():

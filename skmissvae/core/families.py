@@ -45,6 +45,10 @@ class DiagNormal:
         self.loc = loc
         self.scale = scale
 
+    def rows(self, index: Tensor) -> "DiagNormal":
+        """The distributions of the rows selected by ``index`` (a bool mask or indices)."""
+        return DiagNormal(self.loc[index], self.scale[index])
+
     def detach(self) -> "DiagNormal":
         """The same distribution with parameters cut from the graph (for STL)."""
         return DiagNormal(self.loc.detach(), self.scale.detach())
@@ -100,6 +104,10 @@ class NormalMixture:
     def log_weights(self) -> Tensor:
         """Normalised log mixture weights ``log pi``, shape ``[B, K]``."""
         return torch.log_softmax(self.logits, dim=-1)
+
+    def rows(self, index: Tensor) -> "NormalMixture":
+        """The mixtures of the rows selected by ``index`` (a bool mask or indices)."""
+        return NormalMixture(self.logits[index], self.loc[index], self.scale[index])
 
     def detach(self) -> "NormalMixture":
         """The same mixture with parameters cut from the graph (for STL)."""

@@ -19,9 +19,11 @@ from torch import Tensor
 
 from .families import DiagNormal, NormalMixture
 from .model import MissingDataVAE, standard_normal_log_prob
-from .random import GeneratorLike, categorical, uniform
+from .random import GeneratorLike, RowGenerator, categorical, uniform
 
 __all__ = [
+    "ImportanceEstimates",
+    "adaptive_importance_sampling",
     "importance_log_likelihood",
     "importance_conditional_mean",
     "importance_resample",
@@ -112,6 +114,135 @@ def importance_resample(
     chosen = z[index.T, rows]  # [M, B, d]
     x_sampled = model.likelihood.sample(model.decode(chosen, generator), generator)  # [M, B, D]
     return torch.where(observed, x_filled, x_sampled)
+
+
+class ImportanceEstimates:
+    """What ``adaptive_importance_sampling`` returns for a batch of ``B`` rows.
+
+    Attributes
+    ----------
+    log_likelihood : Tensor ``[B]``
+        ``log((1/S) sum_i w_i)``, the importance-weighted bound on ``log p(x_o)`` with the
+        row's ``S`` draws (``-inf`` for a row without a usable weight).
+    mean : Tensor ``[B, D]`` or None
+        Self-normalised ``E[x | x_o]``, observed entries copied from the input.
+    draws : Tensor ``[M, B, d]`` or None
+        Latents resampled with probabilities ``w_i / sum_j w_j`` (sampling-importance
+        resampling over all of the row's draws).
+    n_samples : Tensor ``[B]`` (long)
+        Draws taken per row.
+    effective_sample_size : Tensor ``[B]``
+        ``(sum_i w_i)^2 / sum_i w_i^2``.
+    """
+
+    def __init__(self, log_likelihood, mean, draws, n_samples, effective_sample_size) -> None:
+        self.log_likelihood = log_likelihood
+        self.mean = mean
+        self.draws = draws
+        self.n_samples = n_samples
+        self.effective_sample_size = effective_sample_size
+
+
+@torch.no_grad()
+def adaptive_importance_sampling(
+    model: MissingDataVAE,
+    x_filled: Tensor,
+    observed: Tensor,
+    q: Proposal,
+    *,
+    max_samples: int,
+    min_effective_samples: float | None = None,
+    chunk_size: int = 32,
+    n_draws: int = 0,
+    conditional_mean: bool = False,
+    generator: GeneratorLike = None,
+) -> ImportanceEstimates:
+    """Importance sampling from ``q`` in rounds of ``chunk_size`` draws per row, each row
+    stopping once its effective sample size reaches ``min_effective_samples`` (or after
+    ``max_samples`` draws).
+
+    The weights are accumulated on the fly (running log-sum-exp, weighted sums of the
+    decoder's means and streaming resampling), so memory is bounded by one round whatever
+    ``max_samples``. Each round draws from a generator of its own (``spawn``), so with a
+    ``RowGenerator`` a row's draws, and where it stops, depend only on that row.
+
+    Parameters
+    ----------
+    model, x_filled ``[B, D]``, observed ``[B, D]``, q : as ``importance_log_likelihood``
+    max_samples : int
+        Draws per row at most.
+    min_effective_samples : float, optional
+        Stop a row when ``(sum w)^2 / sum w^2`` reaches it; None draws ``max_samples``.
+    n_draws : int
+        Latents to resample per row (``ImportanceEstimates.draws``); 0 for none.
+    conditional_mean : bool
+        Also estimate ``E[x | x_o]``.
+    """
+    batch, device = len(x_filled), x_filled.device
+    running_max = torch.full((batch,), -math.inf, dtype=torch.float64, device=device)
+    sum_w = torch.zeros(batch, dtype=torch.float64, device=device)  # relative to running_max
+    sum_w2 = torch.zeros_like(sum_w)
+    n_taken = torch.zeros(batch, dtype=torch.long, device=device)
+    mean_sum = torch.zeros(x_filled.shape, dtype=torch.float64, device=device) if conditional_mean else None
+    chosen = x_filled.new_zeros((batch, n_draws, model.latent_dim)) if n_draws else None
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    while bool(active.any()):
+        round_generator = generator.spawn() if isinstance(generator, RowGenerator) else generator
+        rows = torch.nonzero(active).squeeze(1)
+        if isinstance(round_generator, RowGenerator):
+            round_generator = round_generator.subset(rows)
+        n = min(chunk_size, max_samples - int(n_taken[rows].min()))
+        # Decoded in a multiple of 16 draws (matrix shapes that do not depend on the number
+        # of rows, see skmissvae.core.networks); the extra draws are dropped.
+        z, h, log_w = _log_weights(model, x_filled[rows], observed[rows], q.rows(rows), -(-n // 16) * 16,
+                                   round_generator)
+        z, h, log_w = z[:n], h[:n], log_w[:n]
+        # Rows along dim 0 and draws along a contiguous last dimension, so that a row's sums
+        # do not depend on how many rows the round holds.
+        log_w = torch.nan_to_num(log_w.T.double().contiguous(), nan=-math.inf)  # [b, n]
+        new_max = torch.maximum(running_max[rows], log_w.max(-1).values)  # [b]
+        finite = torch.isfinite(new_max)
+        shift = torch.where(finite, running_max[rows] - new_max, 0.0).exp()  # rescales old sums
+        w = torch.where(finite.unsqueeze(1), (log_w - new_max.unsqueeze(1)).exp(), 0.0)  # [b, n]
+        chunk_w = w.sum(-1)
+        sum_w[rows] = sum_w[rows] * shift + chunk_w
+        sum_w2[rows] = sum_w2[rows] * shift**2 + (w**2).sum(-1)
+        running_max[rows] = new_max
+        if conditional_mean:
+            means = model.likelihood.mean(h).permute(1, 2, 0).double().contiguous()  # [b, D, n]
+            mean_sum[rows] = mean_sum[rows] * shift.unsqueeze(1) + (means * w.unsqueeze(1)).sum(-1)
+        if n_draws:
+            chosen[rows] = _streaming_resample(chosen[rows], z.transpose(0, 1), w, chunk_w, sum_w[rows],
+                                               n_draws, round_generator)
+        n_taken[rows] += n
+        ess = sum_w**2 / sum_w2.clamp_min(1e-300)
+        active = n_taken < max_samples
+        if min_effective_samples is not None:
+            active &= ~(ess >= min_effective_samples)
+    log_likelihood = torch.where(sum_w > 0, running_max + sum_w.log() - n_taken.double().log(), -math.inf)
+    mean = None
+    if conditional_mean:
+        usable = (sum_w > 0).unsqueeze(1)
+        mean = torch.where(usable, mean_sum / sum_w.clamp_min(1e-300).unsqueeze(1), 0.0).to(x_filled.dtype)
+        mean = torch.where(observed, x_filled, mean)
+    draws = chosen.transpose(0, 1) if n_draws else None  # [M, B, d]
+    return ImportanceEstimates(log_likelihood, mean, draws, n_taken, sum_w**2 / sum_w2.clamp_min(1e-300))
+
+
+def _streaming_resample(current, z, w, chunk_w, total_w, n_draws, generator) -> Tensor:
+    """One round of weighted reservoir resampling: each of the ``M`` picks ``[b, M, d]``
+    moves to a draw of this round ``z [b, n, d]`` with probability ``chunk_w / total_w``,
+    chosen within the round by ``w [b, n]``. Over all rounds, each pick is a draw with
+    probability proportional to its weight (multinomial resampling of the pooled draws).
+    """
+    replace = uniform((len(w), n_draws), generator, row_dim=0, device=w.device,
+                      dtype=torch.float64) * total_w.unsqueeze(1) < chunk_w.unsqueeze(1)  # [b, M]
+    # A round without usable weights keeps the picks; the first round always replaces.
+    weights = torch.where((chunk_w > 0).unsqueeze(1), w, 1.0)
+    index = categorical(weights, n_draws, generator)  # [b, M]
+    candidate = torch.gather(z, 1, index.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # [b, M, d]
+    first = (total_w == chunk_w).unsqueeze(1)  # nothing picked before this round
+    return torch.where((replace | first).unsqueeze(-1), candidate, current)
 
 
 # ---------------------------------------------------------------------------------------
