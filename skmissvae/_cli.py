@@ -34,12 +34,16 @@ examples:
   skmissvae impute data.csv -o - -q | head        # CSV on standard output
   skmissvae impute train.csv -o train_imputed.csv --save-model model.skm
   skmissvae impute new.csv -o new_imputed.csv --model model.skm
+  skmissvae impute data.csv -o imputed.csv --missing-values -1 --integer-columns auto
+  skmissvae impute data.csv -o imputed.csv --min-value 0 --max-value age=120 --add-indicator
 
 Missing cells are empty fields or NA/NaN in CSV files, nulls in Parquet files. Numeric
 columns are continuous, text columns categorical and true/false columns binary; --categorical
 and --binary override that (e.g. for integer codes), and --semicontinuous marks numeric
 columns that are mostly one value, such as amounts that are usually 0. Observed cells are written back
-unchanged. With --n-imputations M > 1 the output is one long table: the M completed copies
+unchanged. Integer columns without gaps stay integers; --integer-columns also gives back as
+integers (rounded imputations) the columns with gaps, which a CSV reader sees as decimals.
+With --n-imputations M > 1 the output is one long table: the M completed copies
 stacked, with a first column `imputation` (1 to M) and a column `row` (the input row's
 position from 0)."""
 
@@ -114,6 +118,36 @@ def _max_iter(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
 
+def _threads(text: str) -> int:
+    """A positive number of threads, or -1 for every core (-2 all but one, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or -1 (every core), got {text!r}")
+    return value
+
+
+def _number(text: str) -> float | int | None:
+    """``text`` as an int or a float, None when it is not a number."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _bound(text: str) -> tuple[str | None, float]:
+    """``VALUE`` (every numeric column) or ``COLUMN=VALUE`` as ``(column or None, value)``."""
+    column, _, value = text.rpartition("=")
+    number = _number(value.strip())
+    if number is None or math.isnan(number):
+        raise argparse.ArgumentTypeError(f"expected a number or COLUMN=NUMBER, got {text!r}")
+    return (column if "=" in text else None), float(number)
+
+
 def _model_options() -> argparse.ArgumentParser:
     """Options shared by ``impute`` and ``score``: which model and how to train it."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -140,6 +174,9 @@ def _model_options() -> argparse.ArgumentParser:
                        help="give COLUMN's most frequent value (e.g. 0) a point mass and the "
                             "other values a Gaussian, e.g. amounts or counts that are mostly "
                             "0 (repeat for several)")
+    model.add_argument("--missing-values", metavar="VALUE",
+                       help="cells equal to VALUE are missing too, e.g. -1 or '?' (empty cells "
+                            "and NA/NaN always are)")
     training = parent.add_argument_group("training")
     training.add_argument("--max-iter", type=_max_iter, default=200, metavar="N",
                           help="maximum training epochs, or 'auto' (at least 200 epochs and "
@@ -159,6 +196,9 @@ def _model_options() -> argparse.ArgumentParser:
     training.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                           help="where to train: %(choices)s (default: %(default)s, a GPU when "
                                "there is one)")
+    training.add_argument("--threads", type=_threads, metavar="N",
+                          help="torch threads for training and inference; -1 for every core "
+                               "(default: torch's own setting)")
     training.add_argument("-q", "--quiet", action="store_true",
                           help="do not show training progress (shown on standard error)")
     saved = parent.add_argument_group("saved models")
@@ -195,6 +235,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="1 writes the conditional mean of each missing cell; M > 1 writes "
                              "M draws from the model (multiple imputation) as one long table "
                              "(default: %(default)s)")
+    cells = impute.add_argument_group("imputed cells (fixed when the model is trained)")
+    cells.add_argument("--min-value", type=_bound, action="append", default=[], metavar="VALUE",
+                       help="smallest imputed value of the numeric columns: a number for all, or "
+                            "COLUMN=NUMBER for one (repeat for several)")
+    cells.add_argument("--max-value", type=_bound, action="append", default=[], metavar="VALUE",
+                       help="largest imputed value, as --min-value")
+    cells.add_argument("--add-indicator", action="store_true",
+                       help="append a 0/1 column missingindicator_COLUMN for each column with "
+                            "missing cells")
+    cells.add_argument("--integer-columns", action="append", default=[], metavar="COLUMNS",
+                       help="'auto': numeric columns whose observed values are all whole numbers "
+                            "are written as integers (imputations rounded); or a column name "
+                            "(repeat for several). Integer columns without gaps always are")
 
     score = commands.add_parser(
         "score", parents=[model], formatter_class=raw,
@@ -239,13 +292,17 @@ def _format_of(path: Path, role: str) -> str:
     return fmt
 
 
-def read_table(path: Path):
+def read_table(path: Path, missing_values: str | None = None):
     """Read a CSV or Parquet table and check that skmissvae can model its columns.
 
     Parameters
     ----------
     path : Path
         A ``.csv``, ``.parquet`` or ``.pq`` file.
+    missing_values : str, default=None
+        A text that marks missing cells of a CSV file besides empty fields and NA/NaN
+        (numbers are left for the estimator's ``missing_values``, so that integer
+        columns stay integers).
 
     Returns
     -------
@@ -258,7 +315,11 @@ def read_table(path: Path):
     if not path.is_file():
         raise CommandError(f"input {str(path)!r} does not exist or is not a file.")
     try:
-        frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
+        if fmt == "csv":
+            text = missing_values is not None and _number(missing_values) is None
+            frame = pd.read_csv(path, na_values=[missing_values] if text else None)
+        else:
+            frame = pd.read_parquet(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as error:
         raise CommandError(f"cannot read {str(path)!r} as {fmt.upper()}: {error}") from None
     return _check_columns(frame, path)
@@ -327,11 +388,102 @@ def _check_output(path: Path) -> None:
     if _is_stdout(path):
         return
     _format_of(path, "output")
-    if not path.parent.is_dir():
-        raise CommandError(f"output {str(path)!r}: folder {str(path.parent)!r} does not exist.")
+    _check_writable(path, "output")
+
+
+def _check_writable(path: Path, role: str) -> None:
+    """Refuse a path that cannot be written: a folder, or in a missing or read-only folder."""
+    folder = path.parent
+    if path.is_dir():
+        raise CommandError(f"{role} {str(path)!r} is a folder; give a file name.")
+    if not folder.is_dir():
+        raise CommandError(f"{role} {str(path)!r}: folder {str(folder)!r} does not exist.")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CommandError(f"{role} {str(path)!r} cannot be written (permission denied).")
+
+
+def _integer_columns(args, frame):
+    """``frame`` with the float columns that ``--integer-columns`` names as nullable
+    integers (``Int64``), which the imputers give back as integers."""
+    import numpy as np
+    import pandas as pd
+
+    names = list(dict.fromkeys(getattr(args, "integer_columns", [])))
+    auto = "auto" in names
+    named = [name for name in names if name != "auto"]
+    unknown = [name for name in named if name not in frame.columns]
+    if unknown:
+        raise CommandError(f"--integer-columns names columns that the table does not have: {unknown!r}; "
+                           f"its columns are {list(frame.columns)!r}.")
+    converted = {}
+    for name in frame.columns if auto else named:
+        column = frame[name]
+        if not pd.api.types.is_float_dtype(column.dtype):
+            if name in named and not pd.api.types.is_integer_dtype(column.dtype):
+                raise CommandError(f"--integer-columns {name!r}: the column is not numeric.")
+            continue
+        observed = column.dropna().to_numpy(dtype=np.float64)
+        whole = len(observed) and np.isfinite(observed).all() and (observed == np.round(observed)).all()
+        if whole and np.abs(observed).max() < 2**53:
+            converted[name] = "Int64"
+        elif name in named:
+            example = observed[observed != np.round(observed)][:1]
+            raise CommandError(f"--integer-columns {name!r}: the column holds values that are not "
+                               f"whole numbers{f' such as {example[0]!r}' if len(example) else ''}.")
+    return frame.astype(converted) if converted else frame
+
+
+def _output_table(out, frame, estimator):
+    """The output of ``transform`` (or one copy of ``sample_imputations``) as a DataFrame
+    for a file: integer columns of ``frame`` as integers, missing-indicators as 0/1."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(out, pd.DataFrame):
+        out = pd.DataFrame(np.asarray(out), columns=estimator.get_feature_names_out(), index=frame.index)
+    dtypes = {}
+    for name in out.columns:
+        if name not in frame.columns:
+            dtypes[name] = np.int64  # a missing-indicator
+        elif pd.api.types.is_integer_dtype(frame[name].dtype) and not pd.api.types.is_integer_dtype(out[name].dtype):
+            dtypes[name] = frame[name].dtype
+    return out.astype(dtypes) if dtypes else out
 
 
 # -- commands -----------------------------------------------------------------------------
+def _bounds(options: list, frame, flag: str):
+    """``--min-value``/``--max-value`` as the estimator's ``min_value``/``max_value``."""
+    import numpy as np
+
+    default = -np.inf if flag == "--min-value" else np.inf
+    everywhere = [value for column, value in options if column is None]
+    if len(everywhere) > 1 or (everywhere and len(options) > 1):
+        raise CommandError(f"{flag} takes one number for every column or COLUMN=NUMBER pairs, not both.")
+    if everywhere:
+        return everywhere[0]
+    bounds = np.full(frame.shape[1], default)
+    for column, value in options:
+        if column not in frame.columns:
+            raise CommandError(f"{flag} names column {column!r}, which the table does not have; "
+                               f"its columns are {list(frame.columns)!r}.")
+        bounds[frame.columns.get_loc(column)] = value
+    return bounds
+
+
+def _missing_values(args):
+    """``--missing-values`` as the estimator's ``missing_values`` (NaN when not given)."""
+    if args.missing_values is None:
+        return math.nan
+    number = _number(args.missing_values)
+    return args.missing_values if number is None else number
+
+
+def _set_options(estimator, **params) -> None:
+    """Set parameters of a loaded imputer, on every member of an ensemble."""
+    for member in getattr(estimator, "estimators_", [estimator]):
+        member.set_params(**params)
+
+
 def _build_estimator(args, frame):
     from .impute import VAEEnsembleImputer
 
@@ -346,7 +498,10 @@ def _build_model(args, frame):
 
     common = dict(latent_dim=args.latent_dim, max_iter=args.max_iter, random_state=args.random_state,
                   device=args.device, verbose=0 if args.quiet else 1,
-                  column_types=_column_types(args, frame))
+                  column_types=_column_types(args, frame), missing_values=_missing_values(args),
+                  n_jobs=args.threads, add_indicator=getattr(args, "add_indicator", False),
+                  min_value=_bounds(getattr(args, "min_value", []), frame, "--min-value"),
+                  max_value=_bounds(getattr(args, "max_value", []), frame, "--max-value"))
     if args.method == _DEMISSVAE:
         if args.n_particles is not None:
             raise CommandError("--n-particles does not apply to DeMissVAE.")
@@ -384,10 +539,16 @@ def _fitted_estimator(args, train):
     if not args.model.is_file():
         raise CommandError(f"--model {str(args.model)!r} does not exist or is not a file.")
     try:
-        return load(args.model)
+        estimator = load(args.model)
     except Exception as error:  # noqa: BLE001 - torch.load fails on foreign files in many ways
         raise CommandError(f"cannot load --model {str(args.model)!r} (is it a file written by "
                            f"--save-model?): {type(error).__name__}: {error}") from None
+    # How cells are read and how many threads run are choices of this command, not of the model.
+    if args.missing_values is not None:
+        _set_options(estimator, missing_values=_missing_values(args))
+    if args.threads is not None:
+        _set_options(estimator, n_jobs=args.threads)
+    return estimator
 
 
 def _save_model(args, estimator) -> None:
@@ -403,9 +564,22 @@ def _save_model(args, estimator) -> None:
 
 
 def _check_model_options(args) -> None:
-    if args.save_model is not None and not args.save_model.parent.is_dir():
-        raise CommandError(f"--save-model {str(args.save_model)!r}: folder "
-                           f"{str(args.save_model.parent)!r} does not exist.")
+    # Before fitting, as the output path: a model that cannot be written is a lost training run.
+    if args.save_model is not None:
+        _check_writable(args.save_model, "--save-model")
+        target = args.save_model.resolve()
+        output = getattr(args, "output", None)
+        if output is not None and not _is_stdout(output) and output.resolve() == target:
+            raise CommandError(f"--save-model {str(args.save_model)!r} is also the output file; "
+                               "give them different names.")
+        if any(path is not None and path.resolve() == target for path in (args.input, getattr(args, "train", None))):
+            raise CommandError(f"--save-model {str(args.save_model)!r} would overwrite an input table.")
+    fixed = [flag for flag, given in (("--min-value", getattr(args, "min_value", [])),
+                                      ("--max-value", getattr(args, "max_value", [])),
+                                      ("--add-indicator", getattr(args, "add_indicator", False))) if given]
+    if args.model is not None and fixed:
+        raise CommandError(f"{', '.join(fixed)} are fixed when a model is trained; a model loaded "
+                           "with --model keeps those it was saved with.")
     if args.model is not None and args.save_model is not None:
         raise CommandError("--model and --save-model together would save the loaded model "
                            "again; use one of them.")
@@ -419,15 +593,14 @@ def _impute(args) -> None:
 
     _check_output(args.output)
     _check_model_options(args)
-    frame = read_table(args.input)
+    frame = _integer_columns(args, read_table(args.input, args.missing_values))
     estimator = _fitted_estimator(args, frame)
     if args.n_imputations == 1:
-        out = estimator.transform(frame)
+        out = _output_table(estimator.transform(frame), frame, estimator)
     else:
         # A numeric table gives an array [M, N, D], a mixed one a list of M DataFrames.
         draws = estimator.sample_imputations(frame, args.n_imputations)
-        copies = [pd.DataFrame(np.asarray(d), columns=frame.columns) if isinstance(d, np.ndarray)
-                  else d.reset_index(drop=True) for d in draws]
+        copies = [_output_table(d, frame, estimator).reset_index(drop=True) for d in draws]
         m, n = len(copies), len(frame)
         out = pd.concat(copies, ignore_index=True)
         out.insert(0, "row", np.tile(np.arange(n), m))
@@ -444,8 +617,8 @@ def _score(args) -> None:
     if args.output is not None:
         _check_output(args.output)
     _check_model_options(args)
-    frame = read_table(args.input)
-    train = frame if args.train is None else read_table(args.train)
+    frame = read_table(args.input, args.missing_values)
+    train = frame if args.train is None else read_table(args.train, args.missing_values)
     if list(train.columns) != list(frame.columns):
         raise CommandError(
             f"{str(args.input)!r} and --train {str(args.train)!r} must have the same columns in the "

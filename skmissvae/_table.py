@@ -9,6 +9,8 @@ data's units takes its Jacobian from :meth:`TableEncoder.log_jacobian`.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 import torch
@@ -70,20 +72,33 @@ class TableEncoder:
         Input columns without an observed value at fit; the model never sees them.
     column_types_ : dict
         ``{label or position: type}`` of every input column.
+    lower_, upper_ : ndarray of shape (n_encoded,) or None
+        Bounds of the imputed values of each encoded column (``set_bounds``); -inf and
+        +inf for binary and one-hot columns. None: no bounds.
+    integer_dtypes_ : list of (str or None) or None
+        Per input column, the name of its integer dtype when it was a numeric column of
+        integer dtype in a DataFrame at fit, else None. DataFrame outputs give such
+        columns back in that dtype, rounded. None: no such column.
     """
+
+    # Encoders rebuilt from older states have neither bounds nor integer columns.
+    lower_ = upper_ = None
+    integer_dtypes_ = None
 
     def __init__(self, kinds: list[str], keep_empty_features: bool = False) -> None:
         self.kinds = list(kinds)
         self.keep_empty_features = keep_empty_features
 
     # -- fit ------------------------------------------------------------------------
-    def fit(self, X, labels=None) -> "TableEncoder":
+    def fit(self, X, labels=None, dtypes=None) -> "TableEncoder":
         """Learn the layout and the standardisation from ``X``.
 
         ``X`` is a float array when every column is continuous (already validated), else
         the table as given. ``labels`` names the columns in ``column_types_`` (positions
-        when None).
+        when None). ``dtypes`` are the column dtypes of a DataFrame as the caller passed
+        it (numeric columns of integer dtype come back in it), None for arrays.
         """
+        self.integer_dtypes_ = _integer_dtypes(dtypes, self.kinds)
         if all(kind == "continuous" for kind in self.kinds):
             self.codec_ = None
             values = np.asarray(X)
@@ -113,6 +128,51 @@ class TableEncoder:
         codec = self.codec_
         centre = np.where(np.isnan(codec.atoms_), mean, codec.atoms_)
         return np.where(codec.continuous_, centre, 0.0), np.where(codec.continuous_, scale, 1.0)
+
+    def set_bounds(self, min_value=-np.inf, max_value=np.inf) -> "TableEncoder":
+        """Bound the imputed values of the numeric columns (observed values are kept).
+
+        Each bound is a number, applied to every continuous and semicontinuous column, or
+        an array-like with one entry per input column; the entries of binary and
+        categorical columns must then be -inf (lower) or +inf (upper).
+        """
+        n = self.n_features_in
+        lower = _bound_per_column(min_value, "min_value", n, -np.inf)
+        upper = _bound_per_column(max_value, "max_value", n, np.inf)
+        crossed = np.flatnonzero(lower > upper)
+        if len(crossed):
+            raise ValueError(
+                f"min_value must not exceed max_value; they do for column(s) "
+                f"{', '.join(self._describe_column(j) for j in crossed[:5])}."
+            )
+        numeric = np.array([kind in ("continuous", "semicontinuous") for kind in self.kinds])
+        for name, given, bound, free in (("min_value", min_value, lower, -np.inf),
+                                         ("max_value", max_value, upper, np.inf)):
+            wrong = np.flatnonzero(~numeric & (bound != free))
+            if len(wrong) and np.ndim(given):  # a number bounds the numeric columns only
+                raise ValueError(
+                    f"{name} bounds numeric columns only; column(s) "
+                    f"{', '.join(self._describe_column(j) for j in wrong[:5])} are binary or "
+                    f"categorical: give them {free} in the array."
+                )
+        lower, upper = np.where(numeric, lower, -np.inf), np.where(numeric, upper, np.inf)
+        if not (np.isfinite(lower).any() or np.isfinite(upper).any()):
+            self.lower_ = self.upper_ = None
+            return self
+        starts = self._encoded_positions()
+        n_encoded = len(self.mean_)
+        self.lower_, self.upper_ = np.full(n_encoded, -np.inf), np.full(n_encoded, np.inf)
+        self.lower_[starts], self.upper_[starts] = lower, upper
+        return self
+
+    def _describe_column(self, j: int) -> str:
+        return repr(list(self.column_types_)[j])
+
+    def _encoded_positions(self) -> np.ndarray:
+        """The encoded column of each input column (the first of a one-hot block)."""
+        if self.codec_ is None:
+            return np.arange(self.n_features_in)
+        return np.array([column.start for column in self.codec_.columns_], dtype=np.int64)
 
     @property
     def n_features_in(self) -> int:
@@ -173,10 +233,18 @@ class TableEncoder:
     def complete(self, values: np.ndarray, observed: np.ndarray, standardised: np.ndarray) -> np.ndarray:
         """``values`` with their unobserved entries from ``standardised [..., N, D]``.
 
-        Observed entries are taken from ``values`` unchanged (bit for bit).
+        Observed entries are taken from ``values`` unchanged (bit for bit); the others are
+        clipped to the bounds (``set_bounds``).
         """
-        filled = self.unstandardise(standardised).astype(values.dtype)
+        filled = self.clip(self.unstandardise(standardised), values.dtype)
         return np.where(observed, values, filled)
+
+    def clip(self, filled: np.ndarray, dtype) -> np.ndarray:
+        """Encoded values ``[..., D]`` in the data's units, as ``dtype``, within the bounds."""
+        filled = filled.astype(dtype, copy=False)
+        if self.lower_ is None:
+            return filled
+        return np.clip(filled, self.lower_.astype(dtype), self.upper_.astype(dtype))
 
     def output_features(self) -> np.ndarray:
         """Boolean mask of the input columns that outputs keep (``keep_empty_features``)."""
@@ -185,22 +253,83 @@ class TableEncoder:
         return ~self.empty_
 
     def decode(self, completed: np.ndarray, values: np.ndarray, X):
-        """A completed encoded table ``[N, D]`` as ``transform`` returns it for ``X``."""
+        """A completed encoded table ``[N, D]`` as ``transform`` returns it for ``X``.
+
+        A DataFrame gives a DataFrame, whose columns of integer dtype at fit come back in
+        that dtype (imputations rounded, within the bounds).
+        """
         out = self._handle_empty_features(completed, values)
+        if not isinstance(X, pd.DataFrame):
+            return out if self.codec_ is None else self.codec_.decode(out).to_numpy()
         if self.codec_ is not None:
-            if isinstance(X, pd.DataFrame):
-                return self.codec_.decode(out, index=X.index)
-            return self.codec_.decode(out).to_numpy()
-        if isinstance(X, pd.DataFrame):
-            return pd.DataFrame(out, columns=X.columns[self.output_features()], index=X.index)
-        return out
+            frame = self.codec_.decode(out, index=X.index)
+        else:
+            frame = pd.DataFrame(out, columns=X.columns[self.output_features()], index=X.index)
+        for position, j in self._integer_outputs(values):
+            column = frame.iloc[:, position].to_numpy()
+            imputed = self._imputed_entries(values, j)
+            dtype = pd.api.types.pandas_dtype(self.integer_dtypes_[j])
+            frame.isetitem(position, pd.Series(self._round(column, imputed, j, dtype), index=frame.index,
+                                               dtype=dtype))
+        return frame
 
     def decode_draws(self, draws: np.ndarray, values: np.ndarray, X):
-        """Completed copies ``[M, N, D]`` as ``sample_imputations`` returns them for ``X``."""
+        """Completed copies ``[M, N, D]`` as ``sample_imputations`` returns them for ``X``.
+
+        For a numeric table, a float array; the imputations of a DataFrame's integer
+        columns are rounded (within the bounds).
+        """
         if self.is_numeric:
-            return self._handle_empty_features(draws, values)
+            out = self._handle_empty_features(draws, values)
+            if self.codec_ is not None:  # encoded columns (semicontinuous last) in input order
+                out = out[..., self._encoded_positions()]
+            if isinstance(X, pd.DataFrame) and self._integer_outputs(values):
+                out = out.copy()
+                for position, j in self._integer_outputs(values):
+                    dtype = pd.api.types.pandas_dtype(self.integer_dtypes_[j])
+                    imputed = self._imputed_entries(values, j)
+                    out[..., position] = self._round(out[..., position], imputed, j, dtype)
+            return out
         copies = [self.decode(copy_, values, X) for copy_ in draws]
         return copies if isinstance(X, pd.DataFrame) else np.stack(copies)
+
+    def _integer_outputs(self, values: np.ndarray) -> list[tuple[int, int]]:
+        """``(output position, input column)`` of the kept columns of integer dtype at fit
+        whose observed values in ``values`` are whole numbers (a column that now holds
+        fractions stays float)."""
+        if self.integer_dtypes_ is None:
+            return []
+        kept = self.output_features()
+        positions = np.cumsum(kept) - 1
+        encoded = self._encoded_positions()
+
+        def whole(j):
+            column = values[:, encoded[j]]
+            observed = column[~np.isnan(column)]
+            info = np.iinfo(getattr(pd.api.types.pandas_dtype(self.integer_dtypes_[j]), "numpy_dtype",
+                                    pd.api.types.pandas_dtype(self.integer_dtypes_[j])))
+            in_range = np.all((observed >= info.min) & (observed <= np.nextafter(float(info.max), 0.0)))
+            return bool(np.all(observed == np.round(observed)) and in_range)
+
+        return [(int(positions[j]), j) for j, dtype in enumerate(self.integer_dtypes_)
+                if dtype is not None and kept[j] and whole(j)]
+
+    def _imputed_entries(self, values: np.ndarray, j: int) -> np.ndarray:
+        """Rows whose entry of input column ``j`` was missing: ``[N]``."""
+        return np.isnan(values[:, self._encoded_positions()[j]])
+
+    def _round(self, column: np.ndarray, imputed: np.ndarray, j: int, dtype) -> np.ndarray:
+        """Whole numbers for an integer column ``[..., N]``: imputations rounded, then kept
+        within the bounds and the range of ``dtype``; observed values as they are."""
+        info = np.iinfo(getattr(dtype, "numpy_dtype", dtype))
+        e = self._encoded_positions()[j]
+        # The largest float that the dtype holds (2**63 - 1 rounds up to 2**63 as a float).
+        lower, upper = float(info.min), float(info.max) if int(float(info.max)) == info.max else \
+            np.nextafter(float(info.max), 0.0)
+        if self.lower_ is not None:
+            lower, upper = max(lower, np.ceil(self.lower_[e])), min(upper, np.floor(self.upper_[e]))
+        rounded = np.clip(np.round(column.astype(np.float64)), lower, upper)
+        return np.where(imputed, rounded, column)
 
     def _handle_empty_features(self, out: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Drop the columns empty at fit from ``out [..., N, D]``, or fill their gaps with 0."""
@@ -210,8 +339,11 @@ class TableEncoder:
         if not self.keep_empty_features:
             return out[..., ~empty]
         out = out.copy()
-        # scikit-learn's convention (SimpleImputer): an empty feature is imputed with 0.
-        out[..., empty] = np.where(np.isnan(values[:, empty]), 0.0, values[:, empty])
+        # scikit-learn's convention (SimpleImputer): an empty feature is imputed with 0
+        # (within the bounds).
+        fill = np.zeros(empty.sum()) if self.lower_ is None else np.clip(
+            0.0, self.lower_[self._encoded_positions()[empty]], self.upper_[self._encoded_positions()[empty]])
+        out[..., empty] = np.where(np.isnan(values[:, empty]), fill.astype(out.dtype), values[:, empty])
         return out
 
     # -- plain state (safe save files) ------------------------------------------------------
@@ -226,6 +358,9 @@ class TableEncoder:
             "mean": torch.from_numpy(np.asarray(self.mean_, dtype=np.float64)),
             "scale": torch.from_numpy(np.asarray(self.scale_, dtype=np.float64)),
             "empty": torch.from_numpy(np.asarray(self.empty_, dtype=bool)),
+            "lower": None if self.lower_ is None else torch.from_numpy(np.asarray(self.lower_, np.float64)),
+            "upper": None if self.upper_ is None else torch.from_numpy(np.asarray(self.upper_, np.float64)),
+            "integer_dtypes": None if self.integer_dtypes_ is None else list(self.integer_dtypes_),
         }
 
     @classmethod
@@ -237,4 +372,41 @@ class TableEncoder:
         encoder.mean_ = state["mean"].numpy().copy()
         encoder.scale_ = state["scale"].numpy().copy()
         encoder.empty_ = state["empty"].numpy().copy()
+        if state.get("lower") is not None:  # states without bounds: none
+            encoder.lower_ = state["lower"].numpy().copy()
+            encoder.upper_ = state["upper"].numpy().copy()
+        encoder.integer_dtypes_ = state.get("integer_dtypes")
         return encoder
+
+
+def _integer_dtypes(dtypes, kinds) -> list | None:
+    """The integer dtype's name of each numeric column of ``dtypes`` (None elsewhere)."""
+    if dtypes is None:
+        return None
+    names = [
+        str(dtype) if kind in ("continuous", "semicontinuous") and pd.api.types.is_integer_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype) else None
+        for dtype, kind in zip(dtypes, kinds)
+    ]
+    return names if any(name is not None for name in names) else None
+
+
+def _bound_per_column(bound, name: str, n_features: int, default: float) -> np.ndarray:
+    """A ``min_value`` or ``max_value`` as one float per input column, or a named error."""
+    if isinstance(bound, numbers.Real) and not isinstance(bound, bool):
+        array = np.full(n_features, float(bound))
+    else:
+        try:
+            array = np.asarray(bound, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} must be a number or an array-like of {n_features} numbers, got {bound!r}."
+            ) from None
+        if array.shape != (n_features,):
+            raise ValueError(
+                f"{name} should be of shape ({n_features},) when an array-like is provided "
+                f"(one bound per input column); got shape {array.shape}."
+            )
+    if np.isnan(array).any():
+        raise ValueError(f"{name} must not be NaN; use {default} for no bound.")
+    return array

@@ -383,3 +383,173 @@ def test_model_and_train_exclude_each_other(csv_table, tmp_path, capsys):
     path, _ = csv_table
     assert main(["score", str(path), "--train", str(path), "--model", str(path)]) == 2
     assert "exclude each other" in _error(capsys)
+
+
+# -- options shared with scikit-learn's imputers ------------------------------------------------
+@pytest.fixture
+def integer_csv(tmp_path):
+    """A CSV file with an integer column with gaps (``year``), one with -1 for missing
+    (``rooms``) and a decimal column (``price``)."""
+    rng = np.random.RandomState(0)
+    n = 60
+    year = rng.randint(1950, 2020, n).astype(float)
+    year[::6] = np.nan
+    rooms = rng.randint(1, 8, n)
+    rooms[1::7] = -1
+    price = 50.0 + 2.5 * rooms + rng.standard_normal(n)
+    price[2::5] = np.nan
+    frame = pd.DataFrame({"year": year, "rooms": rooms, "price": price})
+    path = tmp_path / "houses.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def test_missing_values_keeps_an_integer_column_integer(integer_csv, tmp_path):
+    path, frame = integer_csv
+    out = tmp_path / "o.csv"
+    assert main(["impute", str(path), "-o", str(out), "--missing-values", "-1", *FAST]) == 0
+    imputed = pd.read_csv(out)
+    assert imputed["rooms"].dtype == np.int64 and (imputed["rooms"] != -1).all()
+    observed = frame["rooms"] != -1
+    assert (imputed.loc[observed, "rooms"] == frame.loc[observed, "rooms"]).all()
+    assert not imputed.isna().any().any()
+
+
+def test_text_missing_values_are_read_as_missing(tmp_path):
+    path, out = tmp_path / "q.csv", tmp_path / "o.csv"
+    rng = np.random.RandomState(0)
+    cells = [f"{v:.3f}" for v in rng.standard_normal(40)]
+    cells[::5] = ["?"] * 8
+    pd.DataFrame({"x": cells, "y": rng.standard_normal(40)}).to_csv(path, index=False)
+    assert main(["impute", str(path), "-o", str(out), "--missing-values", "?", *FAST]) == 0
+    imputed = pd.read_csv(out)
+    assert imputed["x"].dtype == np.float64 and not imputed.isna().any().any()
+
+
+@pytest.mark.parametrize("spec", [["auto"], ["year"]], ids=["auto", "named"])
+def test_integer_columns_are_written_as_integers(integer_csv, tmp_path, spec):
+    path, frame = integer_csv
+    out = tmp_path / "o.csv"
+    flags = [arg for name in spec for arg in ("--integer-columns", name)]
+    assert main(["impute", str(path), "-o", str(out), *flags, *FAST]) == 0
+    text = out.read_text().splitlines()
+    years = [line.split(",")[0] for line in text[1:]]
+    assert all(year.isdigit() for year in years)  # 2007, not 2007.0
+    imputed = pd.read_csv(out)
+    observed = frame["year"].notna()
+    assert (imputed.loc[observed, "year"] == frame.loc[observed, "year"]).all()
+    assert imputed["price"].dtype == np.float64
+    # Multiple imputation writes integers too.
+    assert main(["impute", str(path), "-o", str(out), *flags, "--n-imputations", "2", *FAST]) == 0
+    assert pd.read_csv(out)["year"].dtype == np.int64
+
+
+def test_without_integer_columns_a_column_with_gaps_stays_decimal(integer_csv, tmp_path):
+    path, _ = integer_csv
+    out = tmp_path / "o.csv"
+    assert main(["impute", str(path), "-o", str(out), *FAST]) == 0
+    assert pd.read_csv(out)["rooms"].dtype == np.int64  # no gaps: an integer column
+    assert out.read_text().splitlines()[2].split(",")[0].endswith(".0")  # an observed year
+
+
+def test_bounds_and_indicator_reach_the_output(integer_csv, tmp_path):
+    path, frame = integer_csv
+    out = tmp_path / "o.csv"
+    args = ["impute", str(path), "-o", str(out), "--missing-values", "-1", "--min-value", "rooms=3",
+            "--max-value", "rooms=4", "--max-value", "price=60", "--add-indicator", *FAST]
+    assert main(args) == 0
+    imputed = pd.read_csv(out)
+    assert list(imputed.columns) == ["year", "rooms", "price", "missingindicator_year",
+                                     "missingindicator_rooms", "missingindicator_price"]
+    gaps = (frame["rooms"] == -1).to_numpy()
+    assert imputed.loc[gaps, "rooms"].between(3, 4).all()
+    assert (imputed.loc[frame["price"].isna(), "price"] <= 60).all()
+    indicators = imputed[["missingindicator_year", "missingindicator_rooms", "missingindicator_price"]]
+    assert (indicators.dtypes == np.int64).all()
+    np.testing.assert_array_equal(indicators.to_numpy(), np.column_stack(
+        [frame["year"].isna(), gaps, frame["price"].isna()]).astype(int))
+    assert main([*args, "--n-imputations", "2", "--min-value", "0"]) == 2  # a number and pairs
+    draws_args = [a for a in args if a not in ("rooms=3",)]
+    draws_args.remove("--min-value")
+    assert main([*draws_args, "--n-imputations", "2", "--min-value", "0"]) == 0
+    draws = pd.read_csv(out)
+    assert list(draws.columns[-3:]) == list(indicators.columns) and len(draws) == 2 * len(frame)
+    gaps = np.tile(frame["price"].isna().to_numpy(), 2)
+    assert (draws.loc[gaps, "price"] <= 60).all()
+
+
+def test_scalar_bounds_and_threads_reach_the_estimator(csv_table):
+    path, frame = csv_table
+    args = _parser().parse_args(["impute", str(path), "-o", "o.csv", "--min-value", "0",
+                                 "--max-value", "age=5", "--threads", "2", "--missing-values", "-9"])
+    model = _build_model(args, frame)
+    assert model.min_value == 0 and model.n_jobs == 2 and model.missing_values == -9
+    np.testing.assert_array_equal(model.max_value, [np.inf, np.inf, 5.0, np.inf])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--min-value", "0", "--min-value", "age=1"], "not both"),
+    (["--max-value", "shoe=3"], "does not have"),
+    (["--integer-columns", "shoe"], "does not have: ['shoe']"),
+    (["--integer-columns", "height"], "not whole numbers"),
+    (["--min-value", "5", "--max-value", "1"], "must not exceed max_value"),
+], ids=["number-and-pairs", "unknown-bound-column", "unknown-integer-column", "decimals", "crossed"])
+def test_option_errors_exit_2(csv_table, tmp_path, capsys, extra, message):
+    path, _ = csv_table
+    assert main(["impute", str(path), "-o", str(tmp_path / "o.csv"), *FAST, *extra]) == 2
+    assert message in _error(capsys)
+
+
+@pytest.mark.parametrize("value", ["0", "x", "1.5"])
+def test_threads_takes_a_nonzero_integer(csv_table, capsys, value):
+    path, _ = csv_table
+    with pytest.raises(SystemExit):
+        main(["impute", str(path), "-o", "o.csv", "--threads", value])
+    assert "expected a positive integer or -1" in _error(capsys)
+
+
+def test_saving_is_checked_before_training(csv_table, tmp_path, capsys):
+    path, _ = csv_table
+    (tmp_path / "folder.skm").mkdir()
+    cases = [
+        (["-o", str(tmp_path / "o.csv"), "--save-model", str(tmp_path / "folder.skm")], "is a folder"),
+        (["-o", str(tmp_path / "same.csv"), "--save-model", str(tmp_path / "same.csv")], "also the output"),
+        (["-o", str(tmp_path / "o.csv"), "--save-model", str(path)], "overwrite an input table"),
+        (["-o", str(tmp_path)], "unknown file type"),
+    ]
+    for extra, message in cases:
+        assert main(["impute", str(path), *extra, *[a for a in FAST if a != "-q"]]) == 2
+        err = _error(capsys)
+        assert message in err and "epoch" not in err and "2/2" not in err  # nothing was trained
+    (tmp_path / "dir.csv").mkdir()
+    assert main(["impute", str(path), "-o", str(tmp_path / "dir.csv"), *FAST]) == 2
+    assert "is a folder" in _error(capsys)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes anywhere")
+def test_a_read_only_folder_is_refused_before_training(csv_table, tmp_path, capsys):
+    path, _ = csv_table
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        args = ["impute", str(path), "-o", str(tmp_path / "o.csv"), "--save-model", str(locked / "m.skm")]
+        assert main([*args, *FAST]) == 2
+        assert "cannot be written" in _error(capsys)
+        assert not (tmp_path / "o.csv").exists()
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_loaded_model_takes_threads_and_missing_values_but_not_bounds(integer_csv, tmp_path, capsys):
+    path, frame = integer_csv
+    model = tmp_path / "m.skm"
+    first, again = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert main(["impute", str(path), "-o", str(first), "--missing-values", "-1", "--add-indicator",
+                 "--min-value", "0", "--save-model", str(model), *FAST]) == 0
+    assert main(["impute", str(path), "-o", str(again), "--model", str(model), "--threads", "1"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(first), pd.read_csv(again))
+    capsys.readouterr()
+    assert main(["impute", str(path), "-o", str(again), "--model", str(model), "--min-value", "1"]) == 2
+    assert "fixed when a model is trained" in _error(capsys)

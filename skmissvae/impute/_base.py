@@ -12,6 +12,7 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._columns import infer_column_types
-from .._compat import Interval, StrOptions, _fit_context
+from .._compat import Interval, MissingValues, StrOptions, _fit_context
 from .._fitted import FittedModel, build_model, draw_seed, resolve_device
 from .._progress import TrainingProgress
 from .._table import TableEncoder
 from ..core.training import NonFiniteLossError, TrainingConfig, TrainingResult, train
+from ._options import indicator_names, is_na_like, mask_missing_values, missing_entries, torch_threads, with_indicator
 from ._validation import check_n_imputations, validate_numeric
 
 # Training rows on which a fitted model is checked for finite scores and imputations.
@@ -58,6 +60,13 @@ class LikelihoodImputerMixin:
         score : float
         """
         return float(np.mean(self.score_samples(X)))
+
+    def __setstate__(self, state):
+        # An unpickled NaN is a new float, unequal to np.nan: keep get_params() comparable.
+        value = state.get("missing_values")
+        if isinstance(value, float) and is_na_like(value):
+            state = {**state, "missing_values": np.nan}
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -92,6 +101,12 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         "callbacks": [list, None],
         "keep_empty_features": ["boolean"],
         "column_types": [dict, None],
+        "missing_values": [MissingValues()],
+        "add_indicator": ["boolean"],
+        "min_value": [numbers.Real, "array-like"],
+        "max_value": [numbers.Real, "array-like"],
+        "n_jobs": [Interval(numbers.Integral, None, -1, closed="right"),
+                   Interval(numbers.Integral, 1, None, closed="left"), None],
     }
     # Held-out rows ("rows") or entries ("entries") for early stopping.
     validation_split = "rows"
@@ -124,7 +139,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to ``missing_values`` (or NaN).
         y : None
             Ignored.
 
@@ -134,8 +149,13 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
             Fitted estimator.
         """
         self._check_params()
-        self.__dict__.pop("fitted_model_", None)  # a failed refit leaves no model behind
-        table, values, observed = self._fit_table(X)
+        for name in ("fitted_model_", "indicator_features_"):  # a failed refit leaves no model behind
+            self.__dict__.pop(name, None)
+        with torch_threads(self.n_jobs):
+            return self._fit(X)
+
+    def _fit(self, X):
+        table, values, observed, X = self._fit_table(X)
         device = resolve_device(self.device)
         generator = torch.Generator(device=device).manual_seed(draw_seed(self.random_state))
         x, mask = table.to_tensors(values, observed, device)
@@ -173,13 +193,15 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to ``missing_values`` (or NaN).
 
         Returns
         -------
-        X_imputed : ndarray or DataFrame of shape (n_samples, n_features)
-            Observed entries are returned unchanged (bit for bit); a DataFrame input gives a
-            DataFrame with the same columns and index; arrays keep a float input's dtype.
+        X_imputed : ndarray or DataFrame of shape (n_samples, n_features_out)
+            Observed entries are returned unchanged (bit for bit); imputations lie within
+            ``min_value`` and ``max_value``. A DataFrame input gives a DataFrame with the
+            same columns and index (columns of integer dtype keep it, rounded); arrays keep
+            a float input's dtype. ``add_indicator`` appends the missing-indicator columns.
             Columns that were entirely missing during ``fit`` are dropped, or with
             ``keep_empty_features=True`` kept with their missing entries set to 0. Rows
             with no observed entry are imputed from the model's prior predictive mean.
@@ -189,10 +211,11 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
             importance-weighted predictive probabilities). A row's imputation depends
             only on the row, the model and ``random_state``.
         """
-        values, observed = self._encode(X)
-        fitted = self.fitted_model_
-        completed = fitted.impute(values, observed, n_samples=self.n_impute_samples, random_state=self.random_state)
-        return fitted.table.decode(completed, values, X)
+        with torch_threads(self.n_jobs):
+            batch = self._encode(X)
+            completed = self.fitted_model_.impute(batch.values, batch.observed, n_samples=self.n_impute_samples,
+                                                  random_state=self.random_state)
+            return self._output(completed, batch)
 
     def sample_imputations(self, X, n_imputations=5):
         """Draw multiple imputations from the model's conditional ``p(x_m | x_o)``.
@@ -200,14 +223,16 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to ``missing_values`` (or NaN).
         n_imputations : int, default=5
             Number of completed copies to draw.
 
         Returns
         -------
-        imputations : ndarray of shape (n_imputations, n_samples, n_features) or list
-            Completed copies of ``X``; observed entries are unchanged in every copy. For a
+        imputations : ndarray of shape (n_imputations, n_samples, n_features_out) or list
+            Completed copies of ``X``; observed entries are unchanged in every copy, draws
+            lie within ``min_value`` and ``max_value`` (rounded in a DataFrame's integer
+            columns), and each copy ends with the indicator of ``add_indicator``. For a
             DataFrame with binary or categorical columns, a list of ``n_imputations``
             DataFrames in the original dtypes. Columns entirely missing during ``fit`` are
             handled as in :meth:`transform` (``keep_empty_features``). Draws of different
@@ -215,11 +240,11 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
             ``random_state`` (identical rows get identical draws).
         """
         check_n_imputations(n_imputations)
-        values, observed = self._encode(X)
-        fitted = self.fitted_model_
-        draws = fitted.sample(values, observed, n_imputations, n_samples=self.n_impute_samples,
-                              random_state=self.random_state)
-        return fitted.table.decode_draws(draws, values, X)
+        with torch_threads(self.n_jobs):
+            batch = self._encode(X)
+            draws = self.fitted_model_.sample(batch.values, batch.observed, n_imputations,
+                                              n_samples=self.n_impute_samples, random_state=self.random_state)
+            return self._output(draws, batch, draws=True)
 
     def score_samples(self, X):
         """Estimate the log-likelihood ``log p(x_o)`` of each row's observed entries.
@@ -227,7 +252,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to ``missing_values`` (or NaN).
 
         Returns
         -------
@@ -237,11 +262,12 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
             were entirely missing during ``fit`` are ignored; a row with no observed entry
             scores exactly 0.
         """
-        values, observed = self._encode(X)
-        log_lik = self.fitted_model_.log_likelihood(
-            values, observed, n_samples=self.n_score_samples, random_state=self.random_state
-        )
-        return log_lik.astype(values.dtype)
+        with torch_threads(self.n_jobs):
+            batch = self._encode(X)
+            log_lik = self.fitted_model_.log_likelihood(
+                batch.values, batch.observed, n_samples=self.n_score_samples, random_state=self.random_state
+            )
+        return log_lik.astype(batch.values.dtype)
 
     def get_feature_names_out(self, input_features=None):
         """Get output feature names for transformation.
@@ -256,11 +282,13 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         -------
         feature_names_out : ndarray of str objects
             The input names, without the columns that were entirely missing during ``fit``
-            unless ``keep_empty_features=True``.
+            unless ``keep_empty_features=True``; with ``add_indicator``, then
+            ``missingindicator_<name>`` for each column of ``indicator_features_``.
         """
         check_is_fitted(self)
         names = super().get_feature_names_out(input_features)
-        return names[self.fitted_model_.table.output_features()]
+        out = names[self.fitted_model_.table.output_features()]
+        return np.concatenate([out, indicator_names(names, self.__dict__.get("indicator_features_"))])
 
     def __sklearn_is_fitted__(self):
         # Fitted means a usable model: a fit that failed (e.g. diverged) removes it.
@@ -292,16 +320,23 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         return validate_numeric(self, X, reset=kinds is not None)
 
     def _fit_table(self, X):
-        """The fitted ``TableEncoder`` and the encoded training rows with an observed entry.
+        """The fitted ``TableEncoder``, the encoded training rows with an observed entry, and
+        ``X`` with its ``missing_values`` replaced by NaN.
 
         Rows with no observed entry carry no information about the model (their likelihood
         is 1 whatever the parameters), so they are left out.
         """
+        dtypes = list(X.dtypes) if isinstance(X, pd.DataFrame) else None  # before NaN enters
+        X = mask_missing_values(X, self.missing_values)
         infer = self.column_types is not None or isinstance(X, pd.DataFrame)
         kinds = infer_column_types(X, self.column_types) if infer else None
         checked = self._check_table(X, kinds or ["continuous"])
         kinds = kinds or ["continuous"] * checked.shape[1]
-        table = TableEncoder(kinds, self.keep_empty_features).fit(checked, getattr(self, "feature_names_in_", None))
+        table = TableEncoder(kinds, self.keep_empty_features).fit(
+            checked, getattr(self, "feature_names_in_", None), dtypes)
+        table.set_bounds(self.min_value, self.max_value)
+        if self.add_indicator:  # MissingIndicator(features="missing-only")
+            self.indicator_features_ = np.flatnonzero(missing_entries(checked).any(axis=0))
         values, observed = table.encode(checked)
         rows = observed.any(axis=1)
         if not rows.any():
@@ -309,12 +344,21 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
                 f"Every entry of X is missing (NaN); {type(self).__name__} needs at least "
                 "one observed value to fit."
             )
-        return table, values[rows], observed[rows]
+        return table, values[rows], observed[rows], X
 
-    def _encode(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """Encoded values and observed-mask of ``X`` for a fitted estimator."""
+    def _encode(self, X) -> "_Encoded":
+        """``X`` for a fitted estimator: NaN-encoded, checked, encoded (values, observed)."""
         check_is_fitted(self)
-        return self.fitted_model_.table.encode(self._check_table(X))
+        X = mask_missing_values(X, self.missing_values)
+        checked = self._check_table(X)
+        return _Encoded(X, checked, *self.fitted_model_.table.encode(checked))
+
+    def _output(self, completed, batch: "_Encoded", draws: bool = False):
+        """A completed encoded table ``[N, D]`` as ``transform`` returns it, or completed
+        copies ``[M, N, D]`` as ``sample_imputations`` does (indicators included)."""
+        table = self.fitted_model_.table
+        out = (table.decode_draws if draws else table.decode)(completed, batch.values, batch.X)
+        return with_indicator(out, self.__dict__.get("indicator_features_"), batch)
 
     # -- training -------------------------------------------------------------------------
     def _train(self, problem, fit, label: str) -> TrainingResult:
@@ -373,11 +417,20 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
             )
 
 
+class _Encoded(NamedTuple):
+    """A table passed to a fitted estimator, at each stage of its input."""
+
+    X: object  # as passed in, with missing_values replaced by NaN
+    checked: object  # as the table encoder takes it (_check_table)
+    values: np.ndarray  # encoded, NaN where missing [N, D]
+    observed: np.ndarray  # [N, D] bool
+
+
 @dataclass
 class _FitData:
     """The data and settings of one ``fit`` call, handed to ``_after_training``."""
 
-    X: object  # the table as passed to fit
+    X: object  # the table as passed to fit, with missing_values replaced by NaN
     values: np.ndarray  # encoded training rows [N, D], NaN where missing
     observed: np.ndarray  # [N, D] bool
     x: torch.Tensor  # standardised, zero-filled [N, D]

@@ -148,6 +148,30 @@ class DeMissVAEImputer(BaseVAEImputer):
         :meth:`sample_imputations` a list of such DataFrames (a 3-D array for array
         input), and :meth:`score_samples` includes the log-probabilities of the observed
         discrete values. See "Mixed-type tables" in the user guide.
+    missing_values : int, float, str, np.nan, None or pandas.NA, default=np.nan
+        The placeholder of missing entries, as in scikit-learn's ``SimpleImputer``: entries
+        equal to it are missing (an integer array with ``-1`` for missing values, say).
+        NaN, None and ``pd.NA`` entries are missing in any case. The input is never
+        modified; it is converted on a copy.
+    add_indicator : bool, default=False
+        Append to the outputs of :meth:`transform` and :meth:`sample_imputations` (each
+        copy) one 0/1 column per input column that had a missing value during ``fit``, as
+        ``MissingIndicator(features="missing-only")`` does; they are named
+        ``missingindicator_<name>`` by :meth:`get_feature_names_out` and in DataFrame
+        outputs (float columns, as ``SimpleImputer(add_indicator=True)`` gives them).
+    min_value : float or array-like of shape (n_features,), default=-np.inf
+        Lower bound of the imputed values of the continuous and semicontinuous columns,
+        one for all or one per input column (-inf for binary and categorical columns), as
+        in ``IterativeImputer``. Conditional means and every draw of
+        :meth:`sample_imputations` are clipped to it; observed entries are never changed.
+        Fixed by ``fit``.
+    max_value : float or array-like of shape (n_features,), default=np.inf
+        Upper bound of the imputed values, as ``min_value``.
+    n_jobs : int, default=None
+        Number of torch threads used inside ``fit``, :meth:`transform`,
+        :meth:`sample_imputations` and :meth:`score_samples` (set for the call and
+        restored afterwards); -1 means all cores, -2 all but one. None leaves torch's
+        setting (``torch.get_num_threads()``) alone.
 
     Attributes
     ----------
@@ -168,6 +192,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         mean).
     model_ : skmissvae.core.model.MissingDataVAE
         The trained torch model (single-Gaussian encoder; on the training device).
+    indicator_features_ : ndarray of int
+        With ``add_indicator=True``: the input columns that had a missing value during
+        ``fit``, whose missing-indicator the outputs end with.
     imputation_pool_ : ndarray of shape (n_pool, n_features)
         Column ``j`` holds up to ``pool_size`` observed training values of that column,
         padded with ``np.nan`` (``n_pool <= pool_size``); new rows' missing entries are
@@ -320,6 +347,11 @@ class DeMissVAEImputer(BaseVAEImputer):
         callbacks=None,
         keep_empty_features=False,
         column_types=None,
+        missing_values=np.nan,
+        add_indicator=False,
+        min_value=-np.inf,
+        max_value=np.inf,
+        n_jobs=None,
     ):
         self.n_imputations = n_imputations
         self.sampler = sampler
@@ -353,6 +385,11 @@ class DeMissVAEImputer(BaseVAEImputer):
         self.callbacks = callbacks
         self.keep_empty_features = keep_empty_features
         self.column_types = column_types
+        self.missing_values = missing_values
+        self.add_indicator = add_indicator
+        self.min_value = min_value
+        self.max_value = max_value
+        self.n_jobs = n_jobs
 
     def _model_config(self) -> ModelConfig:
         return ModelConfig(
@@ -405,7 +442,7 @@ class DeMissVAEImputer(BaseVAEImputer):
                                   n_samples=self.n_impute_samples, random_state=self.random_state)
             imputed[~trained] = draws.transpose(1, 0, 2)  # [K, n, D] -> [n, K, D]
         observed = ~np.isnan(values)[:, None, :]  # [N, 1, D]
-        imputations = np.where(observed, values[:, None, :], imputed.astype(values.dtype))
+        imputations = np.where(observed, values[:, None, :], fitted.table.clip(imputed, values.dtype))
         if fitted.table.codec_ is not None:  # one completed table per imputation
             return fitted.table.decode_draws(imputations.transpose(1, 0, 2), values, X)
         return imputations

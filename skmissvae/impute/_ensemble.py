@@ -13,6 +13,7 @@ from .._compat import Interval, _fit_context
 from ..datasets._missingness import check_random_state
 from ._base import BaseVAEImputer, LikelihoodImputerMixin
 from ._mixture_vae import MixtureVAEImputer
+from ._options import torch_threads
 from ._validation import check_n_imputations
 
 
@@ -41,13 +42,17 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
     ----------
     estimator : MixtureVAEImputer or DeMissVAEImputer, default=None
         The member to clone; None means ``MixtureVAEImputer()``. Its ``random_state`` is
-        replaced by one drawn from this ensemble's ``random_state``.
+        replaced by one drawn from this ensemble's ``random_state``. Its other parameters
+        apply to the ensemble too: ``missing_values``, ``add_indicator``, ``min_value``
+        and ``max_value`` shape the ensemble's inputs and outputs as a single imputer's,
+        and its ``n_jobs`` sets the torch threads of each member's fit and inference.
     n_estimators : int, default=3
         Number of members.
     n_jobs : int, default=None
         Members fitted in parallel by joblib; None means 1, -1 all processors. Parallel
         members train in worker processes: their progress display, warnings and
-        ``callbacks`` stay in those processes.
+        ``callbacks`` stay in those processes. The torch threads of each member are set
+        by the member's own ``n_jobs`` (see ``estimator``).
     random_state : int, RandomState instance or None, default=None
         Draws the members' seeds. An int makes fits and outputs reproducible; with None,
         as for a single imputer, every fit and every call draws fresh randomness.
@@ -108,7 +113,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to the members' ``missing_values`` (or NaN).
         y : None
             Ignored.
 
@@ -154,7 +159,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             validate_data(self, X, reset=False, skip_check_array=True)  # names and width
 
     def _encode(self, X):
-        """Encoded values and observed-mask of ``X``, as every member sees them."""
+        """``X`` encoded as every member sees it (``missing_values`` of the members)."""
         self._check_input(X)
         return self.estimators_[0]._encode(X)
 
@@ -164,24 +169,27 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to the members' ``missing_values`` (or NaN).
 
         Returns
         -------
-        X_imputed : ndarray or DataFrame of shape (n_samples, n_features)
+        X_imputed : ndarray or DataFrame of shape (n_samples, n_features_out)
             As :meth:`MixtureVAEImputer.transform`: observed entries unchanged (bit for
-            bit), a DataFrame for a DataFrame. Binary and categorical columns take the most
-            probable level under the averaged predictive probabilities.
+            bit), a DataFrame for a DataFrame, imputations within the members' bounds and
+            the members' missing-indicator appended. Binary and categorical columns take
+            the most probable level under the averaged predictive probabilities.
         """
-        values, observed = self._encode(X)
+        batch = self._encode(X)
         # The members standardise identically (the same data, deterministic statistics),
         # so their imputations, in the data's units, average directly.
-        imputed = np.mean([
-            m.fitted_model_.impute(values, observed, n_samples=m.n_impute_samples, random_state=m.random_state)
-            for m in self.estimators_
-        ], axis=0)
-        completed = np.where(observed, values, imputed.astype(values.dtype))
-        return self.estimators_[0].fitted_model_.table.decode(completed, values, X)
+        imputed = []
+        for m in self.estimators_:
+            with torch_threads(m.n_jobs):
+                imputed.append(m.fitted_model_.impute(batch.values, batch.observed, n_samples=m.n_impute_samples,
+                                                      random_state=m.random_state))
+        first = self.estimators_[0]
+        average = first.fitted_model_.table.clip(np.mean(imputed, axis=0), batch.values.dtype)
+        return first._output(np.where(batch.observed, batch.values, average), batch)
 
     def sample_imputations(self, X, n_imputations=5):
         """Draw multiple imputations from the members' conditionals in turn.
@@ -194,7 +202,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to the members' ``missing_values`` (or NaN).
         n_imputations : int, default=5
             Number of completed copies to draw.
 
@@ -204,15 +212,16 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             As :meth:`MixtureVAEImputer.sample_imputations`.
         """
         check_n_imputations(n_imputations)
-        values, observed = self._encode(X)
+        batch = self._encode(X)
         n_members = len(self.estimators_)
-        draws = np.empty((n_imputations, *values.shape), dtype=values.dtype)
+        draws = np.empty((n_imputations, *batch.values.shape), dtype=batch.values.dtype)
         for m, member in enumerate(self.estimators_[:n_imputations]):
             own = np.arange(m, n_imputations, n_members)
-            draws[own] = member.fitted_model_.sample(
-                values, observed, len(own), n_samples=member.n_impute_samples, random_state=member.random_state
-            )
-        return self.estimators_[0].fitted_model_.table.decode_draws(draws, values, X)
+            with torch_threads(member.n_jobs):
+                draws[own] = member.fitted_model_.sample(batch.values, batch.observed, len(own),
+                                                         n_samples=member.n_impute_samples,
+                                                         random_state=member.random_state)
+        return self.estimators_[0]._output(draws, batch, draws=True)
 
     def score_samples(self, X):
         """Log-likelihood of each row's observed entries under the equal-weight mixture.
@@ -220,7 +229,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data with missing entries encoded as ``np.nan``.
+            Data with missing entries equal to the members' ``missing_values`` (or NaN).
 
         Returns
         -------

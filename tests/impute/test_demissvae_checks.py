@@ -21,6 +21,8 @@ ESTIMATORS = [
         **{**FAST, "early_stopping": True, "n_iter_no_change": 1, "max_iter": 3},
         keep_imputations=True,
     ),
+    # The options shared with scikit-learn's imputers.
+    DeMissVAEImputer(**FAST, missing_values=-12345, add_indicator=True, min_value=-1e3, max_value=1e3, n_jobs=1),
 ]
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -236,7 +236,11 @@ def test_rejects_a_bad_number_of_members(data):
 
 
 @parametrize_with_checks(
-    [VAEEnsembleImputer(MixtureVAEImputer(**dict(FAST_PARAMS, batch_size=16, max_iter=2)), n_estimators=2, random_state=0)],
+    [VAEEnsembleImputer(MixtureVAEImputer(**dict(FAST_PARAMS, batch_size=16, max_iter=2)), n_estimators=2, random_state=0),
+     # The members' options shared with scikit-learn's imputers.
+     VAEEnsembleImputer(MixtureVAEImputer(**dict(FAST_PARAMS, batch_size=16, max_iter=2), missing_values=-12345,
+                                          add_indicator=True, min_value=-1e3, max_value=1e3, n_jobs=1),
+                        n_estimators=2, random_state=0)],
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -24,6 +24,9 @@ ESTIMATORS = [_variant(method) for method in sorted(METHODS)] + [
         n_components=2,
         n_particles=2,
     ),
+    # The options shared with scikit-learn's imputers.
+    MixtureVAEImputer(**FAST, n_components=2, n_particles=2, missing_values=-12345, add_indicator=True,
+                      min_value=-1e3, max_value=1e3, n_jobs=1),
 ]
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -89,15 +89,19 @@ def _expected_dtype(X):
     return np.dtype(np.float64)
 
 
-def check_invariants(imputer, X, values):
+def check_invariants(imputer, X, values, X_fit=None):
     before = _copy(X)
     Xt = imputer.transform(X)
     scores = imputer.score_samples(X)
     draws = imputer.sample_imputations(X, n_imputations=2)
     if isinstance(X, pd.DataFrame):
         pd.testing.assert_frame_equal(X, before)
-        assert isinstance(Xt, pd.DataFrame) and (Xt.dtypes == np.float64).all()
-        Xt = Xt.to_numpy()
+        # Columns of integer dtype at fit keep it (imputations rounded); the others are float64.
+        X_fit = X if X_fit is None else X_fit
+        kept_dtypes = X_fit.dtypes[~imputer.empty_features_ | imputer.keep_empty_features]
+        expected = [d if pd.api.types.is_integer_dtype(d) else np.dtype(np.float64) for d in kept_dtypes]
+        assert isinstance(Xt, pd.DataFrame) and list(Xt.dtypes) == expected
+        Xt = Xt.to_numpy(dtype=np.float64)
     else:
         assert_array_equal(X, before)
         assert Xt.dtype == _expected_dtype(X)
@@ -158,6 +162,6 @@ def test_new_tables_at_transform_keep_the_invariants(name, n_examples):
         if as_frame != isinstance(X_new, pd.DataFrame):  # names must match kind
             X_new = pd.DataFrame(new_values, columns=X_fit.columns) if as_frame else new_values
         imputer = ESTIMATORS[name](0).fit(X_fit)
-        check_invariants(imputer, X_new, new_values)
+        check_invariants(imputer, X_new, new_values, X_fit)
 
     run()
