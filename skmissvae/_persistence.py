@@ -14,6 +14,7 @@ import os
 import warnings
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import __version__
@@ -44,6 +45,8 @@ def _encode(name: str, value):
     """``value`` as ``{"kind", "value"}`` built from tensors and plain Python types only."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return {"kind": "plain", "value": value}
+    if value is pd.NA:  # a missing_values marker
+        return {"kind": "pd_na", "value": None}
     if isinstance(value, np.generic):
         return {"kind": "plain", "value": value.item()}
     if isinstance(value, torch.device):
@@ -83,6 +86,8 @@ def _decode(entry: dict):
         return list(value)
     if kind == "tuple":
         return tuple(value)
+    if kind == "pd_na":
+        return pd.NA
     if kind == "device":
         return torch.device(value)
     if kind == "array":

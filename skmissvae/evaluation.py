@@ -33,6 +33,7 @@ from .core.problems import FiniteMixtureProblem
 from .core.training import TrainingConfig, train
 from .datasets._missingness import check_random_state
 from .impute._ensemble import VAEEnsembleImputer, equal_mixture_log_likelihood
+from .impute._options import mask_missing_values
 
 __all__ = [
     "crps",
@@ -126,7 +127,7 @@ def refit_test_log_likelihood(
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}.")
     batch_size = _check_count(estimator.batch_size if batch_size is None else batch_size, "batch_size", 1)
     fitted = estimator.fitted_model_
-    values, observed = fitted.table.encode(X_test)
+    values, observed = fitted.table.encode(mask_missing_values(X_test, estimator.missing_values))
     device = fitted.inference_device()
     rng = check_random_state(random_state)  # None: fresh entropy, never numpy's global generator
     # The final estimate draws as score_samples would with this random_state, so that
@@ -198,7 +199,7 @@ def grid_log_likelihood(estimator, X, grid_size: int = 500, bound: float = 10.0)
             "grid_log_likelihood supports tables of continuous columns only; this model has "
             "binary or categorical columns (use score_samples)."
         )
-    values, observed = fitted.table.encode(X)
+    values, observed = fitted.table.encode(mask_missing_values(X, estimator.missing_values))
     device = fitted.inference_device()
     model.eval()
     step = 2 * bound / grid_size

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._columns import _as_frame
+from .impute._options import mask_missing_values
 
 __all__ = ["plot_imputed_distributions", "plot_latent_posterior", "plot_training_curves"]
 
@@ -241,7 +242,7 @@ def plot_latent_posterior(estimator, X, rows=None, ax=None, grid_size=120, exten
         )
     if isinstance(grid_size, bool) or not isinstance(grid_size, numbers.Integral) or grid_size < 2:
         raise ValueError(f"grid_size must be an integer >= 2, got {grid_size!r}.")
-    values, observed = estimator.fitted_model_.table.encode(X)
+    values, observed = estimator.fitted_model_.table.encode(mask_missing_values(X, estimator.missing_values))
     rows = _select_rows(observed, rows)
     axes = _posterior_axes(ax, len(rows))
     q, z1, z2, posterior = _posterior_on_grid(estimator, values[rows], observed[rows], grid_size, extent)

@@ -405,3 +405,13 @@ def test_mixed_type_ensemble_round_trips(tmp_path):
     loaded = skmissvae.load(tmp_path / "e.pt")
     pd.testing.assert_frame_equal(loaded.transform(frame), ensemble.transform(frame))
     assert_array_equal(loaded.score_samples(frame), ensemble.score_samples(frame))
+
+
+def test_missing_values_markers_round_trip(tmp_path):
+    X = correlated_table(40)[1]
+    frame = pd.DataFrame(X).astype("Float64")
+    imputer = ESTIMATORS["mixture"](missing_values=pd.NA).fit(frame)
+    skmissvae.save(imputer, tmp_path / "na.pt")
+    loaded = skmissvae.load(tmp_path / "na.pt")
+    assert loaded.missing_values is pd.NA
+    pd.testing.assert_frame_equal(loaded.transform(frame), imputer.transform(frame))
