@@ -186,8 +186,11 @@ def adaptive_importance_sampling(
     mean_sum = torch.zeros(x_filled.shape, dtype=torch.float64, device=device) if conditional_mean else None
     chosen = x_filled.new_zeros((batch, n_draws, model.latent_dim)) if n_draws else None
     active = torch.ones(batch, dtype=torch.bool, device=device)
+    # The rounds draw from a child stream: the caller's generator advances by one call
+    # whatever the number of rounds the batch's slowest row needs.
+    rounds = generator.spawn() if isinstance(generator, RowGenerator) else generator
     while bool(active.any()):
-        round_generator = generator.spawn() if isinstance(generator, RowGenerator) else generator
+        round_generator = rounds.spawn() if isinstance(rounds, RowGenerator) else rounds
         rows = torch.nonzero(active).squeeze(1)
         if isinstance(round_generator, RowGenerator):
             round_generator = round_generator.subset(rows)

@@ -95,6 +95,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "n_impute_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_score_samples": [Interval(numbers.Integral, 1, None, closed="left")],
+        "min_effective_samples": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -213,8 +214,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         """
         with torch_threads(self.n_jobs):
             batch = self._encode(X)
-            completed = self.fitted_model_.impute(batch.values, batch.observed, n_samples=self.n_impute_samples,
-                                                  random_state=self.random_state)
+            completed = self.fitted_model_.impute(batch.values, batch.observed, **self._inference("impute"))
             return self._output(completed, batch)
 
     def sample_imputations(self, X, n_imputations=5):
@@ -243,7 +243,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         with torch_threads(self.n_jobs):
             batch = self._encode(X)
             draws = self.fitted_model_.sample(batch.values, batch.observed, n_imputations,
-                                              n_samples=self.n_impute_samples, random_state=self.random_state)
+                                              **self._inference("impute"))
             return self._output(draws, batch, draws=True)
 
     def score_samples(self, X):
@@ -264,9 +264,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         """
         with torch_threads(self.n_jobs):
             batch = self._encode(X)
-            log_lik = self.fitted_model_.log_likelihood(
-                batch.values, batch.observed, n_samples=self.n_score_samples, random_state=self.random_state
-            )
+            log_lik = self.fitted_model_.log_likelihood(batch.values, batch.observed, **self._inference("score"))
         return log_lik.astype(batch.values.dtype)
 
     def get_feature_names_out(self, input_features=None):
@@ -359,6 +357,12 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         table = self.fitted_model_.table
         out = (table.decode_draws if draws else table.decode)(completed, batch.values, batch.X)
         return with_indicator(out, self.__dict__.get("indicator_features_"), batch)
+
+    def _inference(self, kind: str) -> dict:
+        """The fitted model's Monte-Carlo settings for ``kind`` ("impute" or "score")."""
+        n_samples = self.n_score_samples if kind == "score" else self.n_impute_samples
+        return {"n_samples": n_samples, "min_effective_samples": self.min_effective_samples,
+                "random_state": self.random_state}
 
     # -- training -------------------------------------------------------------------------
     def _train(self, problem, fit, label: str) -> TrainingResult:

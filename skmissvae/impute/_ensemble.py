@@ -185,8 +185,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
         imputed = []
         for m in self.estimators_:
             with torch_threads(m.n_jobs):
-                imputed.append(m.fitted_model_.impute(batch.values, batch.observed, n_samples=m.n_impute_samples,
-                                                      random_state=m.random_state))
+                imputed.append(m.fitted_model_.impute(batch.values, batch.observed, **m._inference("impute")))
         first = self.estimators_[0]
         average = first.fitted_model_.table.clip(np.mean(imputed, axis=0), batch.values.dtype)
         return first._output(np.where(batch.observed, batch.values, average), batch)
@@ -219,8 +218,7 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             own = np.arange(m, n_imputations, n_members)
             with torch_threads(member.n_jobs):
                 draws[own] = member.fitted_model_.sample(batch.values, batch.observed, len(own),
-                                                         n_samples=member.n_impute_samples,
-                                                         random_state=member.random_state)
+                                                         **member._inference("impute"))
         return self.estimators_[0]._output(draws, batch, draws=True)
 
     def score_samples(self, X):

@@ -125,6 +125,12 @@ class MixtureVAEImputer(BaseVAEImputer):
         "Importance samples" in the design notes, ``docs/design.md``).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
+    min_effective_samples : float or None, default=None
+        Draw the importance samples of a row in rounds of 32 and stop once their
+        effective sample size ``(sum w)**2 / sum w**2`` reaches this value;
+        ``n_impute_samples`` and ``n_score_samples`` are then the most a row takes. None
+        draws all of them. Smaller values are faster and noisier (see "Importance
+        samples" in the design notes, ``docs/design.md``).
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where to train; outputs always come back as CPU arrays.
     random_state : int, RandomState instance or None, default=None
@@ -324,6 +330,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         tol=1e-3,
         n_impute_samples=1000,
         n_score_samples=1000,
+        min_effective_samples=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -358,6 +365,7 @@ class MixtureVAEImputer(BaseVAEImputer):
         self.tol = tol
         self.n_impute_samples = n_impute_samples
         self.n_score_samples = n_score_samples
+        self.min_effective_samples = min_effective_samples
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

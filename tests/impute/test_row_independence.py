@@ -19,6 +19,9 @@ ESTIMATORS = {
     "demissvae": lambda: DeMissVAEImputer(**{**FAST_PARAMS, "max_iter": 2, "n_imputations": 2,
                                              "lair_iterations": 2, "n_transform_sweeps": 1, "random_state": 0}),
     "ensemble": lambda: VAEEnsembleImputer(MixtureVAEImputer(**FAST_PARAMS), n_estimators=2, random_state=0),
+    # Rows stop drawing at their own effective sample size.
+    "adaptive": lambda: MixtureVAEImputer(**{**FAST_PARAMS, "n_impute_samples": 300, "n_score_samples": 300,
+                                             "min_effective_samples": 20, "random_state": 0}),
 }
 
 
@@ -91,3 +94,16 @@ def test_identical_rows_get_identical_draws_and_random_state_changes_them():
     assert_array_equal(draws[:, 0], draws[:, 1])
     other = imputer.set_params(random_state=1).sample_imputations(rows, 4)
     assert not np.array_equal(other, draws)
+
+
+def test_stopping_at_an_effective_sample_size_keeps_the_estimates():
+    X = correlated_table(150, seed=4)[1]
+    full = MixtureVAEImputer(**{**FAST_PARAMS, "max_iter": 20, "n_impute_samples": 2000,
+                                "n_score_samples": 2000, "random_state": 0}).fit(X)
+    adaptive = clone(full).set_params(min_effective_samples=200)
+    adaptive.fitted_model_ = full.fitted_model_  # the same model, fewer draws per row
+    missing = np.isnan(X)
+    scale = np.nanstd(X, axis=0)
+    difference = (adaptive.transform(X) - full.transform(X)) / scale
+    assert np.abs(difference[missing]).max() < 0.1
+    assert abs(adaptive.score(X) - full.score(X)) < 0.05
