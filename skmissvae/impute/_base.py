@@ -42,6 +42,28 @@ def cpu_generator_from(generator: torch.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+def training_config(estimator, n_rows: int) -> TrainingConfig:
+    """The training settings of ``estimator`` for ``n_rows`` training rows.
+
+    ``max_iter="auto"`` is resolved to at least 200 epochs and 5,000 optimiser steps.
+    """
+    max_epochs = estimator.max_iter
+    if max_epochs == "auto":
+        steps_per_epoch = math.ceil(n_rows / min(estimator.batch_size, n_rows))
+        max_epochs = max(_AUTO_MIN_EPOCHS, math.ceil(_AUTO_MIN_STEPS / steps_per_epoch))
+    return TrainingConfig(
+        max_epochs=max_epochs,
+        batch_size=estimator.batch_size,
+        learning_rate=estimator.learning_rate,
+        lr_schedule=estimator.lr_schedule,
+        clip_grad_norm=estimator.clip_grad_norm,
+        validation_fraction=estimator.validation_fraction if estimator.early_stopping else 0.0,
+        validation_split=estimator.validation_split,
+        n_iter_no_change=estimator.n_iter_no_change,
+        tol=estimator.tol,
+    )
+
+
 class LikelihoodImputerMixin:
     """What every imputer of the library shares: NaN input, kept float dtypes, and
     ``score`` as the mean of ``score_samples`` (so that ``GridSearchCV`` tunes without labels)."""
@@ -160,7 +182,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         device = resolve_device(self.device)
         generator = torch.Generator(device=device).manual_seed(draw_seed(self.random_state))
         x, mask = table.to_tensors(values, observed, device)
-        config = self._training_config(len(x))
+        config = training_config(self, len(x))
         model = build_model(self._model_config(), table, cpu_generator_from(generator)).to(device)
         problem = self._training_problem(model, x, mask, generator)
         proposal = self._build_proposal(problem, x, mask, generator, table)
@@ -380,26 +402,6 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
             return train(problem, fit.x, fit.mask, fit.config, fit.generator, on_epoch_end)
         finally:
             progress.close()
-
-    def _max_epochs(self, n_rows: int) -> int:
-        """``max_iter`` with "auto" resolved: at least 200 epochs and 5,000 optimiser steps."""
-        if self.max_iter != "auto":
-            return self.max_iter
-        steps_per_epoch = math.ceil(n_rows / min(self.batch_size, n_rows))
-        return max(_AUTO_MIN_EPOCHS, math.ceil(_AUTO_MIN_STEPS / steps_per_epoch))
-
-    def _training_config(self, n_rows: int) -> TrainingConfig:
-        return TrainingConfig(
-            max_epochs=self._max_epochs(n_rows),
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            lr_schedule=self.lr_schedule,
-            clip_grad_norm=self.clip_grad_norm,
-            validation_fraction=self.validation_fraction if self.early_stopping else 0.0,
-            validation_split=self.validation_split,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-        )
 
     def _check_trained_model(self, values, observed, result: TrainingResult) -> None:
         """Refuse a model whose scores or imputations are not finite (training skips steps

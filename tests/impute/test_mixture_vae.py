@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from _helpers import LEARNING_PARAMS, script_validation
 from skmissvae import METHODS, MixtureVAEImputer
+from skmissvae.impute._base import training_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -865,8 +866,8 @@ def test_min_scale_bounds_the_spread_of_the_draws(make_imputer):
 @pytest.mark.parametrize(("n_rows", "expected"), [(100, 5000), (1000, 625), (20_000, 200)])
 def test_max_iter_auto_gives_200_epochs_and_5000_steps_at_least(n_rows, expected):
     imputer = MixtureVAEImputer(batch_size=128, max_iter="auto")
-    assert imputer._max_epochs(n_rows) == expected  # 1, 8 and 157 steps per epoch
-    assert MixtureVAEImputer(max_iter=7)._max_epochs(n_rows) == 7
+    assert training_config(imputer, n_rows).max_epochs == expected  # 1, 8 and 157 steps per epoch
+    assert training_config(MixtureVAEImputer(max_iter=7), n_rows).max_epochs == 7
 
 
 def test_max_iter_auto_is_resolved_for_training(make_imputer, X_missing):
@@ -875,4 +876,4 @@ def test_max_iter_auto_is_resolved_for_training(make_imputer, X_missing):
     imputer = make_imputer(max_iter="auto", batch_size=60,
                            early_stopping=False, callbacks=[lambda imp, info: True])
     imputer.fit(X_missing)
-    assert imputer._training_config(len(X_missing)).max_epochs == 2500 and imputer.n_iter_ == 1
+    assert training_config(imputer, len(X_missing)).max_epochs == 2500 and imputer.n_iter_ == 1

@@ -96,10 +96,18 @@ def check_invariants(imputer, X, values, X_fit=None):
     draws = imputer.sample_imputations(X, n_imputations=2)
     if isinstance(X, pd.DataFrame):
         pd.testing.assert_frame_equal(X, before)
-        # Columns of integer dtype at fit keep it (imputations rounded); the others are float64.
+        # Columns of integer dtype at fit keep it (imputations rounded) where the observed
+        # values are whole numbers; the others are float64.
         X_fit = X if X_fit is None else X_fit
-        kept_dtypes = X_fit.dtypes[~imputer.empty_features_ | imputer.keep_empty_features]
-        expected = [d if pd.api.types.is_integer_dtype(d) else np.dtype(np.float64) for d in kept_dtypes]
+        kept = ~imputer.empty_features_ | imputer.keep_empty_features
+        observed_values = [values[:, j][~np.isnan(values[:, j])] for j in np.flatnonzero(kept)]
+        def keeps(dtype, v):
+            if not pd.api.types.is_integer_dtype(dtype):
+                return False
+            info = np.iinfo(getattr(dtype, "numpy_dtype", dtype))
+            return bool(np.all(v == np.round(v)) and np.all((v >= info.min) & (v < float(info.max))))
+
+        expected = [d if keeps(d, v) else np.dtype(np.float64) for d, v in zip(X_fit.dtypes[kept], observed_values)]
         assert isinstance(Xt, pd.DataFrame) and list(Xt.dtypes) == expected
         Xt = Xt.to_numpy(dtype=np.float64)
     else:
