@@ -13,6 +13,7 @@ __all__ = [
     "MixtureVAEImputer",
     "VAEEnsembleImputer",
     "__version__",
+    "column_statistics",
     "load",
     "save",
 ]
@@ -24,6 +25,10 @@ def __getattr__(name):
         from . import _persistence
 
         return getattr(_persistence, name)
+    if name == "column_statistics":
+        from ._table import column_statistics
+
+        return column_statistics
     if name in __all__:
         from . import impute
 

@@ -187,8 +187,12 @@ class ColumnCodec:
         self.kinds = list(kinds)
 
     # -- fit ---------------------------------------------------------------------------
-    def fit(self, X) -> "ColumnCodec":
-        """Learn each column's levels (binary) or categories (categorical) from ``X``."""
+    def fit(self, X, levels=None) -> "ColumnCodec":
+        """Learn each column's levels (binary) or categories (categorical) from ``X``.
+
+        ``levels`` (one entry per column, None for the numeric ones) gives them instead,
+        e.g. from the column statistics of a whole table of which ``X`` is a part.
+        """
         frame, is_frame = _as_frame(X), isinstance(X, pd.DataFrame)
         if frame.shape[1] != len(self.kinds):
             raise ValueError(f"Expected {len(self.kinds)} columns, got {frame.shape[1]}.")
@@ -204,15 +208,17 @@ class ColumnCodec:
                     f"Column {label!r} has no observed value; a table with binary or "
                     "categorical columns cannot learn anything about it. Drop it first."
                 )
-            levels = atom = None
+            given = None if levels is None else levels[j]
+            column_levels = atom = None
             if kind == "semicontinuous":
                 atom = self._most_frequent(self._continuous(series, label, kind))
             elif kind == "binary":
-                levels = self._binary_levels(series, label)
+                column_levels = self._binary_levels(series if given is None else pd.Series(list(given), dtype=object), label)
             elif kind == "categorical":
-                levels = _sorted_levels(series[series.notna()].to_numpy(dtype=object))
-            width = len(levels) if kind == "categorical" else 1
-            columns[j] = _Column(label, kind, series.dtype, start, start + width, levels, atom)
+                column_levels = _sorted_levels(series[series.notna()].to_numpy(dtype=object)
+                                               if given is None else np.asarray(list(given), dtype=object))
+            width = len(column_levels) if kind == "categorical" else 1
+            columns[j] = _Column(label, kind, series.dtype, start, start + width, column_levels, atom)
             start += width
         return self._set_layout(columns, is_frame)
 

@@ -19,7 +19,8 @@ import torch
 
 from . import __version__
 from ._fitted import EncoderProposal, FittedModel, ImputationMixtureProposal, ModelConfig, build_model
-from ._table import TableEncoder
+from ._columns import _plain
+from ._table import ColumnStatistics, TableEncoder
 from .core.likelihoods import SCALE_FLOOR
 from .core.problems import ImputationSampler
 
@@ -47,6 +48,14 @@ def _encode(name: str, value):
         return {"kind": "plain", "value": value}
     if value is pd.NA:  # a missing_values marker
         return {"kind": "pd_na", "value": None}
+    if isinstance(value, ColumnStatistics):
+        return {"kind": "column_statistics", "value": {
+            "kinds": list(value.kinds), "labels": [_plain(v, "a column label") for v in value.labels],
+            "count": torch.from_numpy(value.count), "mean": torch.from_numpy(value.mean),
+            "std": torch.from_numpy(value.std),
+            "categories": [None if c is None else [[_plain(k, "a category"), int(n)] for k, n in c.items()]
+                           for c in value.categories],
+        }}
     if isinstance(value, np.generic):
         return {"kind": "plain", "value": value.item()}
     if isinstance(value, torch.device):
@@ -88,6 +97,12 @@ def _decode(entry: dict):
         return tuple(value)
     if kind == "pd_na":
         return pd.NA
+    if kind == "column_statistics":
+        return ColumnStatistics(
+            tuple(value["kinds"]), tuple(value["labels"]), value["count"].numpy().copy(),
+            value["mean"].numpy().copy(), value["std"].numpy().copy(),
+            tuple(None if c is None else {k: n for k, n in c} for c in value["categories"]),
+        )
     if kind == "device":
         return torch.device(value)
     if kind == "array":

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._columns import ColumnCodec
+from dataclasses import dataclass
+
+from ._columns import ColumnCodec, _as_frame, infer_column_types
 from .core.likelihoods import GaussianLikelihood, MixedLikelihood
 
-__all__ = ["TableEncoder", "column_moments"]
+__all__ = ["ColumnStatistics", "TableEncoder", "column_moments", "column_statistics"]
 
 # Standardised values are clipped to this many standard deviations before they enter the
 # float32 network: squares of larger values overflow float32 and would give NaN or -inf.
@@ -29,7 +31,18 @@ _RESCALE_ABOVE = 1e150
 
 
 def column_moments(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Observed mean and standard deviation per column (0 and 1 where undefined or constant)."""
+    """Observed mean and scale per column: the standard deviation, 1 where it is 0 or
+    undefined (mean 0 where undefined)."""
+    mean, std = _mean_and_std(values, observed)
+    return mean, _scale_of(std)
+
+
+def _scale_of(std: np.ndarray) -> np.ndarray:
+    return np.where((std > 0) & np.isfinite(std), std, 1.0)
+
+
+def _mean_and_std(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Observed mean and (population) standard deviation per column; 0 where undefined."""
     # A contiguous float64 copy makes the sums independent of the caller's memory layout
     # (pandas hands over column-major data), so arrays and DataFrames give identical results.
     values = np.ascontiguousarray(values, dtype=np.float64)
@@ -43,9 +56,103 @@ def column_moments(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray
     mean = np.divide(filled.sum(axis=0), counts, out=np.zeros(values.shape[1]), where=counts > 0)
     sq = np.where(observed, (filled - mean) ** 2, 0.0).sum(axis=0)
     std = np.sqrt(np.divide(sq, counts, out=np.zeros(values.shape[1]), where=counts > 0))
-    mean, std = mean * unit, std * unit
-    scale = np.where((std > 0) & np.isfinite(std), std, 1.0)
-    return mean, scale
+    return mean * unit, std * unit
+
+
+@dataclass(frozen=True)
+class ColumnStatistics:
+    """Mergeable statistics of every column of a table, from ``column_statistics``.
+
+    Two statistics of parts of one table merge with ``+`` into those of the whole (to
+    floating-point round-off; the variances are combined as in Chan, Golub and LeVeque,
+    1979). A ``TableEncoder`` fitted with them standardises as if fitted on the whole
+    table.
+
+    Attributes
+    ----------
+    kinds : tuple of str
+        The type of every column.
+    labels : tuple
+        Column labels (positions for arrays).
+    count : ndarray of shape (n_features,)
+        Observed entries per column.
+    mean, std : ndarray of shape (n_features,)
+        Mean and standard deviation of the observed values of the continuous and
+        semicontinuous columns (0 for the others and where nothing is observed).
+    categories : tuple of (dict or None)
+        ``{value: count}`` of the observed values of binary and categorical columns;
+        None for numeric columns.
+    """
+
+    kinds: tuple
+    labels: tuple
+    count: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    categories: tuple
+
+    def __add__(self, other: "ColumnStatistics") -> "ColumnStatistics":
+        if not isinstance(other, ColumnStatistics):
+            return NotImplemented
+        if self.kinds != other.kinds or list(self.labels) != list(other.labels):
+            raise ValueError(
+                "Column statistics of tables with different columns or column types cannot be "
+                f"merged: {list(zip(self.labels, self.kinds))} and {list(zip(other.labels, other.kinds))}."
+            )
+        n1, n2 = self.count.astype(np.float64), other.count.astype(np.float64)
+        n = n1 + n2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(n > 0, n2 / n, 0.0)
+            delta = other.mean - self.mean
+            mean = np.where(n2 > 0, np.where(n1 > 0, self.mean + delta * share, other.mean), self.mean)
+            variance = (1 - share) * self.std**2 + share * other.std**2 + share * (1 - share) * delta**2
+        std = np.where(n1 == 0, other.std, np.where(n2 == 0, self.std, np.sqrt(variance)))
+        categories = tuple(
+            None if a is None else {key: a.get(key, 0) + b.get(key, 0) for key in {**a, **b}}
+            for a, b in zip(self.categories, other.categories)
+        )
+        return ColumnStatistics(self.kinds, self.labels, self.count + other.count, mean, std, categories)
+
+
+def column_statistics(X, column_types=None) -> ColumnStatistics:
+    """Mergeable per-column statistics of a table (a numpy array or a pandas DataFrame).
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n_samples, n_features)
+        Missing entries are NaN (None or ``pd.NA`` in a DataFrame).
+    column_types : dict or None, default=None
+        As the estimators' ``column_types``: the types that are not inferred.
+
+    Returns
+    -------
+    statistics : ColumnStatistics
+        Statistics of parts of a table add up (``+``) to those of the whole.
+    """
+    kinds = infer_column_types(X, column_types)
+    frame = _as_frame(X)
+    labels = tuple(frame.columns) if isinstance(X, pd.DataFrame) else tuple(range(frame.shape[1]))
+    n = len(kinds)
+    count, mean, std = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    categories = []
+    for j, kind in enumerate(kinds):
+        series = frame.iloc[:, j]
+        if kind in ("continuous", "semicontinuous"):
+            values = ColumnCodec._continuous(series, labels[j], kind)[:, None]
+            observed = ~np.isnan(values)
+            count[j] = observed.sum()
+            (mean[j],), (std[j],) = _mean_and_std(values, observed)
+            categories.append(None)
+        else:
+            observed = series[series.notna()].to_numpy(dtype=object)
+            count[j] = len(observed)
+            values, counts = np.unique(pd.Series(observed, dtype=object).astype(str), return_counts=True)
+            # Counts keyed by the values themselves (first occurrence of each text).
+            first = {}
+            for value in observed:
+                first.setdefault(str(value), value)
+            categories.append({first[text]: int(c) for text, c in zip(values, counts)})
+    return ColumnStatistics(tuple(kinds), labels, count, mean, std, tuple(categories))
 
 
 class TableEncoder:
@@ -90,14 +197,19 @@ class TableEncoder:
         self.keep_empty_features = keep_empty_features
 
     # -- fit ------------------------------------------------------------------------
-    def fit(self, X, labels=None, dtypes=None) -> "TableEncoder":
+    def fit(self, X, labels=None, dtypes=None, statistics: "ColumnStatistics | None" = None) -> "TableEncoder":
         """Learn the layout and the standardisation from ``X``.
 
         ``X`` is a float array when every column is continuous (already validated), else
         the table as given. ``labels`` names the columns in ``column_types_`` (positions
         when None). ``dtypes`` are the column dtypes of a DataFrame as the caller passed
         it (numeric columns of integer dtype come back in it), None for arrays.
+        ``statistics`` (``column_statistics`` of the whole table of which ``X`` may be a
+        part) gives the standardisation of the continuous columns, the categories and
+        binary levels, and which columns are empty, instead of ``X``.
         """
+        if statistics is not None:
+            _check_statistics(statistics, self.kinds)
         self.integer_dtypes_ = _integer_dtypes(dtypes, self.kinds)
         if all(kind == "continuous" for kind in self.kinds):
             self.codec_ = None
@@ -106,16 +218,32 @@ class TableEncoder:
             labels = range(values.shape[1]) if labels is None else labels
             self.column_types_ = dict.fromkeys(labels, "continuous")
         else:
-            self.codec_ = ColumnCodec(self.kinds).fit(X)
+            levels = None if statistics is None else list(statistics.categories)
+            self.codec_ = ColumnCodec(self.kinds).fit(X, levels)
             values, observed = self.codec_.encode(X)
             self.column_types_ = {column.label: column.kind for column in self.codec_.columns_}
         # A table with discrete columns refuses empty columns (the codec checks).
         self.empty_ = ~observed.any(axis=0) if self.codec_ is None else np.zeros(len(self.kinds), bool)
         mean, scale = column_moments(values, observed)
+        if statistics is not None:
+            mean, scale = self._from_statistics(statistics, mean, scale)
         if self.codec_ is not None:
             mean, scale = self._restrict(mean, scale)
         self.mean_, self.scale_ = mean, scale
         return self
+
+    def _from_statistics(self, statistics, mean, scale):
+        """``mean`` and ``scale`` of the encoded columns with the numeric columns' taken
+        from ``statistics``; columns without an observed value in them are empty."""
+        mean, scale = mean.copy(), scale.copy()
+        positions = range(len(self.kinds)) if self.codec_ is None else [c.start for c in self.codec_.columns_]
+        for j, position in enumerate(positions):
+            if self.kinds[j] in ("continuous", "semicontinuous"):
+                mean[position] = statistics.mean[j]
+                scale[position] = _scale_of(statistics.std[j:j + 1])[0]
+        if self.codec_ is None:
+            self.empty_ = statistics.count == 0
+        return mean, scale
 
     def _restrict(self, mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Standardise numeric columns only: mean 0 and scale 1 for the others.
@@ -410,3 +538,16 @@ def _bound_per_column(bound, name: str, n_features: int, default: float) -> np.n
     if np.isnan(array).any():
         raise ValueError(f"{name} must not be NaN; use {default} for no bound.")
     return array
+
+
+def _check_statistics(statistics, kinds) -> None:
+    if not isinstance(statistics, ColumnStatistics):
+        raise TypeError(f"column_statistics must come from skmissvae.column_statistics, got {type(statistics).__name__}.")
+    if list(statistics.kinds) != list(kinds):
+        raise ValueError(
+            f"column_statistics describe columns of types {list(statistics.kinds)}, but X has "
+            f"{list(kinds)}; compute them with the same column_types."
+        )
+    if "semicontinuous" in kinds:
+        raise ValueError("column_statistics do not hold the point masses of semicontinuous columns; "
+                         "fit such tables without column_statistics.")

@@ -25,7 +25,7 @@ from .._columns import infer_column_types
 from .._compat import Interval, MissingValues, StrOptions, _fit_context
 from .._fitted import FittedModel, build_model, draw_seed, resolve_device
 from .._progress import TrainingProgress
-from .._table import TableEncoder
+from .._table import ColumnStatistics, TableEncoder
 from ..core.training import NonFiniteLossError, TrainingConfig, TrainingResult, train
 from ._options import indicator_names, is_na_like, mask_missing_values, missing_entries, torch_threads, with_indicator
 from ._validation import check_n_imputations, validate_numeric
@@ -118,6 +118,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         "n_impute_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_score_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "min_effective_samples": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "column_statistics": [ColumnStatistics, None],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -353,7 +354,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         checked = self._check_table(X, kinds or ["continuous"])
         kinds = kinds or ["continuous"] * checked.shape[1]
         table = TableEncoder(kinds, self.keep_empty_features).fit(
-            checked, getattr(self, "feature_names_in_", None), dtypes)
+            checked, getattr(self, "feature_names_in_", None), dtypes, self.column_statistics)
         table.set_bounds(self.min_value, self.max_value)
         if self.add_indicator:  # MissingIndicator(features="missing-only")
             self.indicator_features_ = np.flatnonzero(missing_entries(checked).any(axis=0))

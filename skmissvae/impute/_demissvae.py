@@ -109,6 +109,12 @@ class DeMissVAEImputer(BaseVAEImputer):
         "Importance samples" in the design notes, ``docs/design.md``).
     n_score_samples : int, default=1000
         Importance samples per row for :meth:`score_samples`.
+    column_statistics : ColumnStatistics or None, default=None
+        Statistics of the whole table (``skmissvae.column_statistics``, merged over its
+        parts with ``+``) when ``X`` is only a part of it: the standardisation of the
+        continuous columns and the categories and levels of the discrete ones are taken
+        from them instead of from ``X``, as ``classes`` in ``SGDClassifier.partial_fit``.
+        Not for tables with semicontinuous columns.
     min_effective_samples : float or None, default=None
         Draw the importance samples of a row in rounds of 32 and stop once their
         effective sample size ``(sum w)**2 / sum w**2`` reaches this value;
@@ -348,6 +354,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         n_impute_samples=1000,
         n_score_samples=1000,
         min_effective_samples=None,
+        column_statistics=None,
         device="auto",
         random_state=None,
         verbose=0,
@@ -387,6 +394,7 @@ class DeMissVAEImputer(BaseVAEImputer):
         self.n_impute_samples = n_impute_samples
         self.n_score_samples = n_score_samples
         self.min_effective_samples = min_effective_samples
+        self.column_statistics = column_statistics
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
