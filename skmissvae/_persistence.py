@@ -272,7 +272,8 @@ def _model_from_state(state: dict, version: tuple):
 
 
 # Fitted attributes of format 1.0-1.2 files that now live in the fitted model.
-_LEGACY_TABLE_ATTRIBUTES = ("mean_", "scale_", "empty_features_", "column_types_", "column_encoder_", "device_")
+_LEGACY_TABLE_ATTRIBUTES = ("mean_", "scale_", "empty_features_", "column_types_", "column_encoder_", "device_",
+                             "imputation_pool_")
 
 
 def _legacy_fitted_model(state: dict, params: dict, attributes: dict) -> FittedModel:

@@ -432,8 +432,8 @@ class DeMissVAEImputer(BaseVAEImputer):
         pool, counts = column_pools(x, observed, self.pool_size, generator)
         in_pool = torch.arange(len(pool), device=x.device).unsqueeze(1) < counts  # [P, D]
         pool_values = table.unstandardise(pool.cpu().numpy().astype(np.float64))
-        self.imputation_pool_ = np.where(in_pool.cpu().numpy(), pool_values, np.nan)
-        return ImputationMixtureProposal(self.imputation_pool_, table, self.n_imputations,
+        pool_values = np.where(in_pool.cpu().numpy(), pool_values, np.nan)
+        return ImputationMixtureProposal(pool_values, table, self.n_imputations,
                                          self._sampler(), self.n_transform_sweeps)
 
     def _after_training(self, problem, result, fit):
@@ -443,6 +443,9 @@ class DeMissVAEImputer(BaseVAEImputer):
         if self.keep_imputations:
             self.imputations_ = self._completed_store(problem.store, fit.X)
         return result
+
+    imputation_pool_ = property(lambda self: self.fitted_model_.importance_proposal.pool,
+                                doc="Observed training values that start new rows' imputations.")
 
     def _completed_store(self, store, X):
         """The store ``[n, K, D]`` as completed copies of every row of ``X`` (rows with
