@@ -3,7 +3,9 @@
 The loop is generic: it maximises the batch mean of a ``TrainingProblem``'s per-row
 objective over in-memory tensors, with Adam (amsgrad), an optional cosine schedule,
 global gradient-norm clipping, mini-batches by index permutation, and early stopping on
-held-out rows or held-out entries by a named stopping rule.
+held-out rows or held-out entries by a named stopping rule. ``run_epoch`` is one pass of
+it, also used on its own for training block by block. Inside a ``torch.distributed``
+process group the loop trains data-parallel (``skmissvae.core.distributed``).
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from .distributed import average_gradients, broadcast_module, is_data_parallel, max_across, sum_across
+
 __all__ = [
+    "EpochOutcome",
     "NoImprovementRule",
     "NonFiniteLossError",
     "OverfittingRule",
     "TrainingConfig",
     "TrainingProblem",
     "TrainingResult",
+    "adam",
+    "epoch_batches",
+    "run_epoch",
     "split_entries",
     "stopping_rule",
     "train",
@@ -238,7 +246,7 @@ def stopping_rule(config: TrainingConfig) -> OverfittingRule | NoImprovementRule
 
 
 def _evaluate(score_fn, x, observed, rows, batch_size, seed) -> tuple[float, float]:
-    """Mean per-row score over ``rows`` and its standard error."""
+    """Mean per-row score over ``rows`` (of every process) and its standard error."""
     # A fixed seed gives every epoch the same Monte-Carlo noise (common random numbers),
     # so validation scores differ only through the parameters.
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -246,11 +254,25 @@ def _evaluate(score_fn, x, observed, rows, batch_size, seed) -> tuple[float, flo
         values = torch.cat([
             score_fn(x[idx], observed[idx], idx, generator).double()
             for idx in rows.split(batch_size)
-        ])
+        ] + [torch.zeros(0, dtype=torch.float64, device=x.device)])
+    if is_data_parallel():
+        return _pooled_mean(values)
     mean = values.mean().item()
     if len(values) < 2 or not math.isfinite(mean):
         return mean, 0.0
     return mean, values.std().item() / math.sqrt(len(values))
+
+
+def _pooled_mean(values: Tensor) -> tuple[float, float]:
+    """Mean and standard error of the values of every process, from their summed moments."""
+    count, total, squares = sum_across(torch.stack([
+        torch.tensor(float(len(values)), dtype=torch.float64, device=values.device),
+        values.sum(), (values**2).sum()])).tolist()
+    mean = total / count
+    if count < 2 or not math.isfinite(mean):
+        return mean, 0.0
+    variance = max(squares - count * mean**2, 0.0) / (count - 1)
+    return mean, math.sqrt(variance / count)
 
 
 def _all_finite(model: nn.Module) -> bool:
@@ -279,6 +301,76 @@ def _validation_setup(problem: TrainingProblem, x_filled, observed, config, gene
         return x_filled, observed, train_rows, val_rows, score_fn
     train_rows, val_rows = split_rows(len(x_filled), config.validation_fraction, generator)
     return x_filled, observed, train_rows, val_rows, problem.validation_score
+
+
+def adam(params: list[nn.Parameter], learning_rate: float) -> torch.optim.Adam:
+    """The optimiser of every training run: Adam with amsgrad."""
+    # The fused CPU/GPU kernel (torch >= 2.4) makes the optimiser step about 3x cheaper.
+    fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
+    return torch.optim.Adam(params, lr=learning_rate, amsgrad=True, fused=fused or None)
+
+
+def epoch_batches(train_rows: Tensor, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    """Row indices of every step of one epoch: the rows in a fresh random order, in batches.
+
+    In data-parallel training every process takes as many steps as the process with the
+    most rows; a process with fewer rows continues with further random orders of its rows.
+    """
+    batch_size = min(batch_size, len(train_rows))
+    order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
+    n_steps = max_across(math.ceil(len(train_rows) / batch_size))
+    while len(order) < n_steps * batch_size and n_steps > math.ceil(len(train_rows) / batch_size):
+        more = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
+        order = torch.cat([order, more])
+    return [order[step * batch_size:(step + 1) * batch_size] for step in range(n_steps)]
+
+
+@dataclass
+class EpochOutcome:
+    """What one pass of ``run_epoch`` did."""
+
+    loss_sum: Tensor  # sum over the rows of finite steps of the batch losses times rows
+    n_rows: int  # rows of the finite steps
+    n_steps: int  # steps taken
+    n_skipped: int  # steps skipped for a non-finite loss
+    non_finite_run: int  # consecutive skipped steps at the end
+
+
+def run_epoch(problem: TrainingProblem, x_filled: Tensor, observed: Tensor, batches: list[Tensor],
+              optimizer: torch.optim.Optimizer, generator: torch.Generator, *,
+              clip_grad_norm: Optional[float], scheduler=None, non_finite_run: int = 0,
+              max_non_finite_steps: int = 20) -> EpochOutcome:
+    """One optimiser step per batch of rows of ``x_filled``.
+
+    A step whose loss is not finite (on any process) is skipped: it would poison Adam's
+    moments for good. The pass ends early after ``max_non_finite_steps`` skipped steps in
+    a row (counting ``non_finite_run`` from earlier passes).
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    outcome = EpochOutcome(torch.zeros((), device=x_filled.device), 0, 0, 0, non_finite_run)
+    for idx in batches:
+        per_row = problem.objective(x_filled[idx], observed[idx], idx, generator)
+        loss = -per_row.mean()
+        optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            problem.backward(per_row)
+        if not average_gradients(params, finite):
+            outcome.n_skipped += 1
+            outcome.non_finite_run += 1
+            if outcome.non_finite_run >= max_non_finite_steps:
+                break
+            continue
+        outcome.non_finite_run = 0
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad_norm)
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        outcome.loss_sum += loss.detach() * len(idx)  # no host sync per step
+        outcome.n_rows += len(idx)
+        outcome.n_steps += 1
+    return outcome
 
 
 def train(
@@ -320,11 +412,10 @@ def train(
         problem, x_filled, observed, config, generator
     )
     rule = stopping_rule(config)
+    broadcast_module(model)  # data-parallel: every process starts from rank 0's weights
     batch_size = min(config.batch_size, len(train_rows))
-    steps_per_epoch = math.ceil(len(train_rows) / batch_size)
-    # The fused CPU/GPU kernel (torch >= 2.4) makes the optimiser step about 3x cheaper.
-    fused = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate, amsgrad=True, fused=fused or None)
+    steps_per_epoch = max_across(math.ceil(len(train_rows) / batch_size))
+    optimizer = adam(params, config.learning_rate)
     total_steps = config.max_epochs * steps_per_epoch
     scheduler = None
     if config.lr_schedule == "cosine":
@@ -335,39 +426,23 @@ def train(
     result = TrainingResult()
     best_score, best_state, n_worse, non_finite_run, n_steps = -math.inf, None, 0, 0, 0
     latest_is_good = False
+    has_validation = max_across(len(val_rows)) > 0
 
     for epoch in range(config.max_epochs):
         problem.on_epoch_start(epoch)
         model.train()
-        perm = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
-        epoch_loss, n_finite = torch.zeros((), device=x_filled.device), 0
-        for start in range(0, len(perm), batch_size):
-            idx = perm[start : start + batch_size]
-            per_row = problem.objective(x_filled[idx], observed[idx], idx, generator)
-            loss = -per_row.mean()
-            optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                # Skip the step: a non-finite loss would poison Adam's moments for good.
-                result.n_non_finite_steps += 1
-                non_finite_run += 1
-                if non_finite_run >= config.max_non_finite_steps:
-                    break
-                continue
-            non_finite_run = 0
-            problem.backward(per_row)
-            if config.clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            epoch_loss += loss.detach() * len(idx)  # no host sync per step
-            n_finite += len(idx)
-            n_steps += 1
+        outcome = run_epoch(problem, x_filled, observed, epoch_batches(train_rows, batch_size, generator),
+                            optimizer, generator, clip_grad_norm=config.clip_grad_norm,
+                            scheduler=scheduler, non_finite_run=non_finite_run,
+                            max_non_finite_steps=config.max_non_finite_steps)
+        result.n_non_finite_steps += outcome.n_skipped
+        non_finite_run, n_steps = outcome.non_finite_run, n_steps + outcome.n_steps
         result.n_epochs = epoch + 1
-        result.loss_curve.append(epoch_loss.item() / n_finite if n_finite else math.nan)
+        loss_sum, n_finite = _epoch_loss(outcome)
+        result.loss_curve.append(loss_sum / n_finite if n_finite else math.nan)
 
         model.eval()
-        if len(val_rows):
+        if has_validation:
             score, standard_error = _evaluate(score_fn, x_filled, observed, val_rows, 4 * batch_size, val_seed)
         else:
             score, standard_error = -result.loss_curve[-1], 0.0
@@ -387,9 +462,10 @@ def train(
             info = {"epoch": epoch + 1, "loss": result.loss_curve[-1], "validation_score": score,
                     "validation_standard_error": standard_error,
                     "elapsed": time.perf_counter() - start_time}
-            if on_epoch_end(info):
+            # Data-parallel: a callback that stops one process stops them all.
+            if max_across(int(bool(on_epoch_end(info)))):
                 break
-        if len(val_rows) and n_worse >= rule.n_iter_no_change:
+        if has_validation and n_worse >= rule.n_iter_no_change:
             result.stopped_early = True
             break
 
@@ -400,10 +476,20 @@ def train(
         )
     # Also restore when the last steps were non-finite: the final weights may be NaN.
     keep_final = rule.keep_final(latest_is_good, result.stopped_early, _all_finite(model))
-    if non_finite_run == 0 and (keep_final or not len(val_rows)):
+    if non_finite_run == 0 and (keep_final or not has_validation):
         result.best_epoch = result.n_epochs - 1
     else:
         model.load_state_dict(best_state)
     model.eval()
     result.fit_time = time.perf_counter() - start_time
     return result
+
+
+def _epoch_loss(outcome: EpochOutcome) -> tuple[float, int]:
+    """The epoch's summed loss and rows, over every process."""
+    if not is_data_parallel():
+        return outcome.loss_sum.item(), outcome.n_rows
+    loss_sum, n_rows = sum_across(torch.stack([outcome.loss_sum.double(),
+                                               torch.tensor(float(outcome.n_rows), device=outcome.loss_sum.device,
+                                                            dtype=torch.float64)])).tolist()
+    return loss_sum, int(n_rows)

@@ -25,7 +25,8 @@ from .._columns import infer_column_types
 from .._compat import Interval, MissingValues, StrOptions, _fit_context
 from .._fitted import FittedModel, build_model, draw_seed, resolve_device
 from .._progress import TrainingProgress
-from .._table import ColumnStatistics, TableEncoder
+from .._table import ColumnStatistics, TableEncoder, column_statistics
+from ..core.distributed import broadcast_module, is_data_parallel, merge_objects, rank
 from ..core.training import NonFiniteLossError, TrainingConfig, TrainingResult, train
 from ._options import indicator_names, is_na_like, mask_missing_values, missing_entries, torch_threads, with_indicator
 from ._validation import check_n_imputations, validate_numeric
@@ -40,6 +41,12 @@ def cpu_generator_from(generator: torch.Generator) -> torch.Generator:
     """A CPU generator seeded from ``generator`` (weights are initialised on the CPU)."""
     seed = torch.randint(2**62, (1,), generator=generator, device=generator.device).item()
     return torch.Generator().manual_seed(int(seed))
+
+
+def training_generator(random_state, device) -> torch.Generator:
+    """The generator of a training run, seeded from ``random_state``; each process of a
+    data-parallel run gets its own stream (its rows need their own noise)."""
+    return torch.Generator(device=device).manual_seed(draw_seed(random_state) + rank())
 
 
 def training_config(estimator, n_rows: int) -> TrainingConfig:
@@ -173,7 +180,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
             Fitted estimator.
         """
         self._check_params()
-        for name in ("fitted_model_", "indicator_features_"):  # a failed refit leaves no model behind
+        for name in ("fitted_model_", "indicator_features_", "_stream_state_"):  # a failed refit leaves no model behind
             self.__dict__.pop(name, None)
         with torch_threads(self.n_jobs):
             return self._fit(X)
@@ -181,10 +188,11 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
     def _fit(self, X):
         table, values, observed, X = self._fit_table(X)
         device = resolve_device(self.device)
-        generator = torch.Generator(device=device).manual_seed(draw_seed(self.random_state))
+        generator = training_generator(self.random_state, device)
         x, mask = table.to_tensors(values, observed, device)
         config = training_config(self, len(x))
         model = build_model(self._model_config(), table, cpu_generator_from(generator)).to(device)
+        broadcast_module(model)  # data-parallel: every process starts from rank 0's weights
         problem = self._training_problem(model, x, mask, generator)
         proposal = self._build_proposal(problem, x, mask, generator, table)
         self.fitted_model_ = FittedModel(model, table, self._model_config(), proposal, device)
@@ -353,11 +361,14 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         kinds = infer_column_types(X, self.column_types) if infer else None
         checked = self._check_table(X, kinds or ["continuous"])
         kinds = kinds or ["continuous"] * checked.shape[1]
+        statistics = self.column_statistics
+        if statistics is None and is_data_parallel():  # the whole table's, from every shard
+            statistics = merge_objects(column_statistics(X, self.column_types))
         table = TableEncoder(kinds, self.keep_empty_features).fit(
-            checked, getattr(self, "feature_names_in_", None), dtypes, self.column_statistics)
+            checked, getattr(self, "feature_names_in_", None), dtypes, statistics)
         table.set_bounds(self.min_value, self.max_value)
-        if self.add_indicator:  # MissingIndicator(features="missing-only")
-            self.indicator_features_ = np.flatnonzero(missing_entries(checked).any(axis=0))
+        if self.add_indicator:  # MissingIndicator(features="missing-only"), over every shard
+            self.indicator_features_ = np.flatnonzero(merge_objects(missing_entries(checked).any(axis=0), np.logical_or))
         values, observed = table.encode(checked)
         rows = observed.any(axis=1)
         if not rows.any():

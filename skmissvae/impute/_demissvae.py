@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 import torch
+from sklearn.utils.metaestimators import available_if
 
 from .._compat import Interval, StrOptions
 from .._fitted import ImputationMixtureProposal, ModelConfig
@@ -443,6 +444,19 @@ class DeMissVAEImputer(BaseVAEImputer):
         if self.keep_imputations:
             self.imputations_ = self._completed_store(problem.store, fit.X)
         return result
+
+    def _refuse_streaming(self):
+        raise AttributeError(
+            "DeMissVAEImputer cannot train block by block (partial_fit): it keeps "
+            f"n_imputations={self.n_imputations} imputations of every training row between "
+            "epochs. Fit it with fit(); for a table larger than one machine, fit it "
+            "data-parallel, each process on its shard (torchrun, or skmissvae.dask.fit on a "
+            "Dask cluster); or stream with MixtureVAEImputer."
+        )
+
+    @available_if(_refuse_streaming)
+    def partial_fit(self, X, y=None):
+        """Not available: DeMissVAE keeps imputations of every training row."""
 
     imputation_pool_ = property(lambda self: self.fitted_model_.importance_proposal.pool,
                                 doc="Observed training values that start new rows' imputations.")

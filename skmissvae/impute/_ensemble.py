@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -123,15 +124,48 @@ class VAEEnsembleImputer(LikelihoodImputerMixin, TransformerMixin, BaseEstimator
             Fitted estimator.
         """
         self.__dict__.pop("estimators_", None)  # a failed refit leaves nothing fitted behind
-        template = self._template()
+        fitted = Parallel(n_jobs=self.n_jobs)(delayed(m.fit)(X) for m in self._new_members())
+        self.estimators_ = self._settled(fitted)
+        return self
+
+    def _streams(self):
+        if not hasattr(self._template(), "partial_fit"):
+            raise AttributeError(f"{type(self._template()).__name__} cannot train block by block.")
+        return True
+
+    @available_if(_streams)
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y=None):
+        """Train every member on one block of rows (see ``MixtureVAEImputer.partial_fit``).
+
+        The first call creates the members, each with its own seed, as ``fit`` does.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One block of the table.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The ensemble, every member trained on one more block.
+        """
+        members = self.__dict__.get("estimators_") or self._new_members()
+        self.estimators_ = self._settled(Parallel(n_jobs=self.n_jobs)(delayed(m.partial_fit)(X) for m in members))
+        return self
+
+    def _new_members(self):
+        """Unfitted clones of ``estimator``, each with its own seed."""
         seeds = check_random_state(self.random_state).randint(np.iinfo(np.int32).max, size=self.n_estimators)
-        members = [clone(template).set_params(random_state=int(seed)) for seed in seeds]
-        fitted = Parallel(n_jobs=self.n_jobs)(delayed(m.fit)(X) for m in members)
+        return [clone(self._template()).set_params(random_state=int(seed)) for seed in seeds]
+
+    def _settled(self, fitted):
         if self.random_state is None:  # later calls draw fresh randomness, as a single imputer's do
             for member in fitted:
                 member.random_state = None
-        self.estimators_ = list(fitted)
-        return self
+        return list(fitted)
 
     def _template(self):
         if self.estimator is None:

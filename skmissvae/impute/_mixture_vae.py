@@ -16,6 +16,7 @@ from .._fitted import EncoderProposal, ModelConfig, build_model
 from ..core.problems import FiniteMixtureProblem
 from ..core.training import NonFiniteLossError
 from ._base import BaseVAEImputer, cpu_generator_from
+from ._streaming import IncrementalFitMixin
 
 #: The paper's method names as parameters of :class:`MixtureVAEImputer`.
 METHODS = {
@@ -28,7 +29,7 @@ METHODS = {
 }
 
 
-class MixtureVAEImputer(BaseVAEImputer):
+class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
     """Impute and score incomplete tables with a VAE and a mixture variational family.
 
     A VAE ``p(x) = int p(x|z) p(z) dz`` is fitted to the observed entries only, with an
