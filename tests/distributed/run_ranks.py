@@ -1,0 +1,71 @@
+"""Run by ``torchrun --standalone --nproc-per-node=N`` from ``tests/test_distributed.py``.
+
+``python run_ranks.py estimator OUT``: each rank fits both estimators on its shard of one
+table and saves what the test compares. ``python run_ranks.py steps OUT``: each rank trains
+a deterministic least-squares problem with ``train`` on its shard of 2b rows, b rows per
+step; with one process the same command trains on all 2b rows per step.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from skmissvae import DeMissVAEImputer, MixtureVAEImputer
+from skmissvae.core.distributed import rank, world_size
+from skmissvae.core.training import TrainingConfig, TrainingProblem, train
+
+SMALL = dict(latent_dim=2, hidden_width=16, n_hidden_blocks=1, batch_size=32, max_iter=6,
+             n_iter_no_change=2, n_impute_samples=16, n_score_samples=32, random_state=0, n_jobs=1)
+
+
+def table(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    x[:, 1] += x[:, 0]
+    x[rng.random(x.shape) < 0.2] = np.nan
+    return x
+
+
+class LeastSquares(TrainingProblem):
+    """A problem without Monte-Carlo noise: its gradient is a plain mean over rows."""
+
+    def objective(self, x_filled, observed, rows, generator):
+        return -((self.model(x_filled[:, :3]) - x_filled[:, 3:]) ** 2).sum(1)
+
+
+def fit_estimators(out: Path) -> None:
+    shard = table()[rank()::world_size()]
+    saved = {}
+    for name, estimator in [("mixture", MixtureVAEImputer(**SMALL)),
+                            ("demiss", DeMissVAEImputer(**SMALL, n_imputations=2))]:
+        estimator.fit(shard)
+        saved[name] = {"weights": estimator.model_.state_dict(), "n_iter": estimator.n_iter_,
+                       "validation": estimator.validation_scores_, "mean": estimator.mean_}
+    torch.save(saved, out / f"estimators_{rank()}.pt")
+
+
+def train_steps(out: Path) -> None:
+    rows_per_process = 8
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.normal(size=(2 * rows_per_process, 4)), dtype=torch.float32)
+    shard = x[rank() * rows_per_process:(rank() + 1) * rows_per_process] if world_size() > 1 else x
+    torch.manual_seed(0)  # the same initial weights in every process (rank 0's win anyway)
+    problem = LeastSquares(torch.nn.Linear(3, 1))
+    config = TrainingConfig(max_epochs=5, batch_size=len(shard), learning_rate=0.05, lr_schedule="constant",
+                            clip_grad_norm=0.5, validation_fraction=0.0)
+    train(problem, shard, torch.ones_like(shard, dtype=torch.bool), config, torch.Generator().manual_seed(rank()))
+    torch.save(problem.model.state_dict(), out / f"steps_{world_size()}_{rank()}.pt")
+
+
+if __name__ == "__main__":
+    task, out = sys.argv[1], Path(sys.argv[2])
+    if "RANK" in __import__("os").environ:
+        dist.init_process_group("gloo")
+    try:
+        {"estimator": fit_estimators, "steps": train_steps}[task](out)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
