@@ -63,7 +63,7 @@ def _mean_and_std(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray,
 class ColumnStatistics:
     """Mergeable statistics of every column of a table, from ``column_statistics``.
 
-    Two statistics of parts of one table merge with ``+`` into those of the whole (to
+    Two statistics of parts of one table merge with ``+`` (or ``sum``) into those of the whole (to
     floating-point round-off; the variances are combined as in Chan, Golub and LeVeque,
     1979). A ``TableEncoder`` fitted with them standardises as if fitted on the whole
     table.
@@ -113,13 +113,23 @@ class ColumnStatistics:
         )
         return ColumnStatistics(self.kinds, self.labels, self.count + other.count, mean, std, categories)
 
+    def __radd__(self, other) -> "ColumnStatistics":
+        # ``sum(statistics)`` starts from 0.
+        if isinstance(other, numbers.Integral) and other == 0:
+            return self
+        return NotImplemented
+
 
 def column_statistics(X, column_types=None) -> ColumnStatistics:
-    """Mergeable per-column statistics of a table (a numpy array or a pandas DataFrame).
+    """Mergeable per-column statistics of a table (a numpy array, a pandas DataFrame, or a
+    Dask DataFrame or 2-D Dask Array).
+
+    A Dask collection is handed to ``skmissvae.dask.column_statistics``, which computes
+    the statistics of its partitions where they are and merges them, in one pass.
 
     Parameters
     ----------
-    X : array-like or DataFrame of shape (n_samples, n_features)
+    X : array-like, DataFrame, or Dask DataFrame or Array of shape (n_samples, n_features)
         Missing entries are NaN (None or ``pd.NA`` in a DataFrame).
     column_types : dict or None, default=None
         As the estimators' ``column_types``: the types that are not inferred.
@@ -129,6 +139,11 @@ def column_statistics(X, column_types=None) -> ColumnStatistics:
     statistics : ColumnStatistics
         Statistics of parts of a table add up (``+``) to those of the whole.
     """
+    # Dask collections are recognised by their module, so that dask stays optional.
+    if type(X).__module__.split(".")[0] in ("dask", "dask_expr"):
+        from .dask import column_statistics as dask_column_statistics
+
+        return dask_column_statistics(X, column_types)
     kinds = infer_column_types(X, column_types)
     frame = _as_frame(X)
     labels = tuple(frame.columns) if isinstance(X, pd.DataFrame) else tuple(range(frame.shape[1]))

@@ -67,3 +67,15 @@ def test_statistics_are_checked_and_saved(tmp_path):
     loaded = skmissvae.load(tmp_path / "s.pt")
     assert loaded.column_statistics.categories == imputer.column_statistics.categories
     pd.testing.assert_frame_equal(loaded.transform(X), imputer.transform(X))
+
+
+def test_statistics_of_many_parts_add_up_with_sum():
+    X = _frame()
+    parts = [X.iloc[i::3] for i in range(3)]
+    total = sum(column_statistics(part) for part in parts)
+    whole = column_statistics(X)
+    assert_array_equal(total.count, whole.count)
+    assert_allclose(total.mean, whole.mean, rtol=1e-12)
+    assert total.categories == whole.categories
+    with pytest.raises(TypeError):
+        1 + whole

@@ -13,11 +13,11 @@ SCRIPT = Path(__file__).parent / "distributed" / "run_ranks.py"
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")
 
 
-def _torchrun(task, out, n_processes):
+def _torchrun(task, out, n_processes, *args):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_processes}",
-               str(SCRIPT), task, str(out)]
+               str(SCRIPT), task, str(out), *args]
     if n_processes == 1:  # no process group: a plain single-process run
-        command = [sys.executable, str(SCRIPT), task, str(out)]
+        command = [sys.executable, str(SCRIPT), task, str(out), *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -49,12 +49,15 @@ def test_standardisation_is_the_whole_tables(two_ranks):
     np.testing.assert_allclose(two_ranks[0]["mixture"]["mean"], np.nanmean(table(), axis=0), rtol=1e-10)
 
 
-def test_two_ranks_of_b_rows_match_one_rank_of_2b_rows(tmp_path):
-    _torchrun("steps", tmp_path, 2)
-    _torchrun("steps", tmp_path, 1)
-    single = torch.load(tmp_path / "steps_1_0.pt")
+@pytest.mark.parametrize("shards", ["8,8", "8,4"])
+def test_two_ranks_of_b_rows_match_one_rank_of_2b_rows(tmp_path, shards):
+    # Uneven shards too: gradients are weighted by the rows each process contributed.
+    _torchrun("steps", tmp_path, 2, shards)
+    _torchrun("steps", tmp_path, 1, shards)
+    name = shards.replace(",", "-")
+    single = torch.load(tmp_path / f"steps_{name}_1_0.pt")
     for r in range(2):
-        shared = torch.load(tmp_path / f"steps_2_{r}.pt")
+        shared = torch.load(tmp_path / f"steps_{name}_2_{r}.pt")
         for key, value in single.items():
             torch.testing.assert_close(shared[key], value, rtol=1e-5, atol=1e-6)
     torch.manual_seed(0)

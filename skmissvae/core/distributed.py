@@ -96,26 +96,30 @@ def max_across(value: int) -> int:
     return int(exchanged.item())
 
 
-def average_gradients(params: list[nn.Parameter], finite: bool) -> bool:
-    """Average the gradients of ``params`` over the processes, in place.
+def average_gradients(params: list[nn.Parameter], finite: bool, n_rows: int) -> bool:
+    """Make the gradients of ``params`` those of the mean over every process's rows, in place.
 
-    ``finite`` says whether this process's loss was finite (its gradients are then
-    computed). Returns whether every process's was: if one was not, the step is skipped
+    Each process holds the gradient of the mean loss of its ``n_rows`` rows (none when its
+    shard has run out this epoch); they are weighted by their rows, so that the step equals
+    one taken on the union of the batches. ``finite`` says whether this process's loss was
+    finite. Returns whether every process's was: if one was not, the step is skipped
     everywhere, so that the processes keep identical weights.
     """
     if not is_data_parallel():
         return finite
     import torch.distributed as dist
 
-    device = params[0].device
+    device, dtype = params[0].device, params[0].dtype
+    weight = float(n_rows) if finite else 0.0
     flat = torch.cat([
-        (p.grad if finite and p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
-    ] + [torch.tensor([0.0 if finite else 1.0], device=device, dtype=params[0].dtype)])
+        (p.grad * weight if weight and p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params
+    ] + [torch.tensor([weight, 0.0 if finite else 1.0], device=device, dtype=dtype)])
     exchanged = flat.to(_exchange_device())
     dist.all_reduce(exchanged, op=dist.ReduceOp.SUM)
-    if exchanged[-1].item() > 0:
+    total_rows, n_non_finite = exchanged[-2].item(), exchanged[-1].item()
+    if n_non_finite > 0 or total_rows == 0:
         return False
-    averaged = (exchanged[:-1] / world_size()).to(device)
+    averaged = (exchanged[:-2] / total_rows).to(device)
     offset = 0
     for p in params:
         grad = averaged[offset:offset + p.numel()].view_as(p)

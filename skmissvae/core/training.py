@@ -314,14 +314,12 @@ def epoch_batches(train_rows: Tensor, batch_size: int, generator: torch.Generato
     """Row indices of every step of one epoch: the rows in a fresh random order, in batches.
 
     In data-parallel training every process takes as many steps as the process with the
-    most rows; a process with fewer rows continues with further random orders of its rows.
+    most rows; a process whose rows have run out takes its remaining steps with empty
+    batches (and no weight in the averaged gradient).
     """
     batch_size = min(batch_size, len(train_rows))
     order = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
     n_steps = max_across(math.ceil(len(train_rows) / batch_size))
-    while len(order) < n_steps * batch_size and n_steps > math.ceil(len(train_rows) / batch_size):
-        more = train_rows[torch.randperm(len(train_rows), generator=generator, device=generator.device)]
-        order = torch.cat([order, more])
     return [order[step * batch_size:(step + 1) * batch_size] for step in range(n_steps)]
 
 
@@ -349,13 +347,15 @@ def run_epoch(problem: TrainingProblem, x_filled: Tensor, observed: Tensor, batc
     params = [p for group in optimizer.param_groups for p in group["params"]]
     outcome = EpochOutcome(torch.zeros((), device=x_filled.device), 0, 0, 0, non_finite_run)
     for idx in batches:
-        per_row = problem.objective(x_filled[idx], observed[idx], idx, generator)
-        loss = -per_row.mean()
         optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            problem.backward(per_row)
-        if not average_gradients(params, finite):
+        loss, finite = torch.zeros((), device=x_filled.device), True
+        if len(idx):  # empty once a data-parallel process's rows have run out
+            per_row = problem.objective(x_filled[idx], observed[idx], idx, generator)
+            loss = -per_row.mean()
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                problem.backward(per_row)
+        if not average_gradients(params, finite, len(idx)):
             outcome.n_skipped += 1
             outcome.non_finite_run += 1
             if outcome.non_finite_run >= max_non_finite_steps:

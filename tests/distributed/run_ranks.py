@@ -1,9 +1,9 @@
 """Run by ``torchrun --standalone --nproc-per-node=N`` from ``tests/test_distributed.py``.
 
 ``python run_ranks.py estimator OUT``: each rank fits both estimators on its shard of one
-table and saves what the test compares. ``python run_ranks.py steps OUT``: each rank trains
-a deterministic least-squares problem with ``train`` on its shard of 2b rows, b rows per
-step; with one process the same command trains on all 2b rows per step.
+table and saves what the test compares. ``python run_ranks.py steps OUT 8,4``: rank r trains a
+deterministic least-squares problem with ``train`` on a shard of the r-th size, all of it
+in each step; with one process the same command trains on all the rows in each step.
 """
 
 import sys
@@ -47,17 +47,19 @@ def fit_estimators(out: Path) -> None:
     torch.save(saved, out / f"estimators_{rank()}.pt")
 
 
-def train_steps(out: Path) -> None:
-    rows_per_process = 8
+def train_steps(out: Path, shard_sizes: list[int]) -> None:
     rng = np.random.default_rng(1)
-    x = torch.tensor(rng.normal(size=(2 * rows_per_process, 4)), dtype=torch.float32)
-    shard = x[rank() * rows_per_process:(rank() + 1) * rows_per_process] if world_size() > 1 else x
+    x = torch.tensor(rng.normal(size=(sum(shard_sizes), 4)), dtype=torch.float32)
+    if world_size() > 1:  # rank r holds the r-th slice of rows, in one batch
+        start = sum(shard_sizes[:rank()])
+        x = x[start:start + shard_sizes[rank()]]
     torch.manual_seed(0)  # the same initial weights in every process (rank 0's win anyway)
     problem = LeastSquares(torch.nn.Linear(3, 1))
-    config = TrainingConfig(max_epochs=5, batch_size=len(shard), learning_rate=0.05, lr_schedule="constant",
-                            clip_grad_norm=0.5, validation_fraction=0.0)
-    train(problem, shard, torch.ones_like(shard, dtype=torch.bool), config, torch.Generator().manual_seed(rank()))
-    torch.save(problem.model.state_dict(), out / f"steps_{world_size()}_{rank()}.pt")
+    config = TrainingConfig(max_epochs=5, batch_size=max(shard_sizes) if world_size() > 1 else len(x),
+                            learning_rate=0.05, lr_schedule="constant", clip_grad_norm=0.5, validation_fraction=0.0)
+    train(problem, x, torch.ones_like(x, dtype=torch.bool), config, torch.Generator().manual_seed(rank()))
+    name = "-".join(map(str, shard_sizes))
+    torch.save(problem.model.state_dict(), out / f"steps_{name}_{world_size()}_{rank()}.pt")
 
 
 if __name__ == "__main__":
@@ -65,7 +67,10 @@ if __name__ == "__main__":
     if "RANK" in __import__("os").environ:
         dist.init_process_group("gloo")
     try:
-        {"estimator": fit_estimators, "steps": train_steps}[task](out)
+        if task == "steps":
+            train_steps(out, [int(size) for size in sys.argv[3].split(",")])
+        else:
+            fit_estimators(out)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
