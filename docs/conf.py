@@ -74,6 +74,8 @@ API_SECTIONS = [
     ("Data sets", "skmissvae.datasets", "Synthetic data with known densities and missingness generators."),
     ("Evaluation", "skmissvae.evaluation", "Test log-likelihoods and imputation metrics."),
     ("Plotting", "skmissvae.plotting", "Needs matplotlib (``pip install skmissvae[plot]``)."),
+    ("Dask", "skmissvae.dask",
+     "Tables larger than memory and clusters; needs Dask (``pip install skmissvae[dask]``)."),
 ]
 
 

@@ -15,6 +15,7 @@ distributed = pytest.importorskip("distributed")
 import dask  # noqa: E402
 import dask.array as da  # noqa: E402
 from dask.utils import key_split  # noqa: E402
+from sklearn.base import clone  # noqa: E402
 from sklearn.exceptions import NotFittedError  # noqa: E402
 
 import skmissvae  # noqa: E402
@@ -167,6 +168,21 @@ def test_parallel_post_fit_transforms_as_in_memory(client, fitted):
     wrapper = wrappers.ParallelPostFit(estimator=imputer, transform_meta=meta)
     result = wrapper.transform(dd.from_pandas(frame, npartitions=3))
     assert_frames_equal(result.compute(), imputer.transform(frame))
+
+
+def test_incremental_trains_partition_by_partition_and_the_score_improves(client):
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    frame = numeric_frame(2_000)
+    held_out = pd.DataFrame(correlated_table(500, seed=1)[1], columns=frame.columns)
+    stream = dd.from_pandas(frame, npartitions=4)
+    imputer = MixtureVAEImputer(**dict(FAST_PARAMS, hidden_width=16, learning_rate=3e-3),
+                                column_statistics=skdask.column_statistics(stream), random_state=0)
+    untrained = clone(imputer).partial_fit(frame.iloc[:16])  # one step: barely trained
+    model = wrappers.Incremental(imputer)
+    for _ in range(3):
+        model.partial_fit(stream)
+    assert model.estimator_.n_iter_ == 12  # one partial_fit per partition and pass
+    assert model.estimator_.score(held_out) > untrained.score(held_out) + 0.3
 
 
 def test_arrays_give_the_in_memory_results(client):
