@@ -15,7 +15,10 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from _helpers import FAST_PARAMS, correlated_table
 from skmissvae import DeMissVAEImputer, MixtureVAEImputer, VAEEnsembleImputer
 
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    pytest.mark.filterwarnings("ignore:.*partial_fit standardises the data with the first block:UserWarning"),
+]
 
 MEMBER = MixtureVAEImputer(**FAST_PARAMS)
 

@@ -30,6 +30,7 @@ ESTIMATORS = [_variant(method) for method in sorted(METHODS)] + [
 ]
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:.*partial_fit standardises the data with the first block:UserWarning")
 @parametrize_with_checks(ESTIMATORS)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
