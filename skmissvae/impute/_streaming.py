@@ -42,7 +42,8 @@ class IncrementalFitMixin:
         call it again for every block and every pass, and stop when ``score`` on a
         held-out block stops improving. Adam's moments, the step count and the random
         generator are kept in the estimator between calls; pickling the estimator between
-        two calls gives the same model as not pickling.
+        two calls gives the same model as not pickling. ``skmissvae.save`` keeps the
+        model but not that state: a loaded estimator continues with a fresh optimiser.
 
         Parameters
         ----------
