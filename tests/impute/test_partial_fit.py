@@ -117,3 +117,15 @@ def test_ensemble_streams_member_by_member():
     first, second = (_weights(member) for member in ensemble.estimators_)
     assert not all(torch.equal(first[k], second[k]) for k in first)  # their own seeds
     assert np.isfinite(ensemble.transform(_table(seed=1))).all()
+
+
+def test_a_saved_stream_loads_and_continues(tmp_path):
+    import skmissvae
+
+    X = _table()
+    estimator = _stream(MixtureVAEImputer(**STREAM), [X[:200]])
+    skmissvae.save(estimator, tmp_path / "stream.skm")
+    loaded = skmissvae.load(tmp_path / "stream.skm")
+    np.testing.assert_array_equal(loaded.transform(X), estimator.transform(X))
+    loaded.partial_fit(X[200:])  # a fresh optimiser, the same model
+    assert loaded.n_iter_ == 2 and np.isfinite(loaded.transform(X)).all()
