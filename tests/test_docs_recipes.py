@@ -37,7 +37,8 @@ def _script(recipe: str) -> tuple[str, str] | None:
 
 
 def _run(command, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # Spark's Python workers run this interpreter, where skmissvae is installed.
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYSPARK_PYTHON=sys.executable)
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
 
