@@ -79,3 +79,25 @@ def parse_settings(items: list[str]) -> dict:
         except (ValueError, SyntaxError):
             settings[name] = value
     return settings
+
+
+def status_kib(field: str) -> int | None:
+    """A field of /proc/self/status in KiB (``VmRSS``, ``VmHWM``); None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak() -> bool:
+    """Reset the Linux VmHWM (not ru_maxrss) to the current RSS; False where impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False

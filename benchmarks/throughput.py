@@ -61,7 +61,7 @@ from skmissvae import MixtureVAEImputer
 from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import imputation_rmse
 
-from _report import RESULTS, duration, header, markdown_table
+from _report import RESULTS, duration, header, markdown_table, reset_peak, status_kib
 from _tables import TOY_DATA, load_toy
 from _variants import VARIANTS
 
@@ -144,27 +144,6 @@ def fit_or_load(train: np.ndarray, model_path: Path | None, quick: bool) -> tupl
                      f"{duration(fit_time)} (one torch thread).")
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the resident set's high-water mark (Linux); False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def probe(spec: dict) -> dict:
     """One inference call in this (fresh) process: its time and how far it raises the
     resident set above what it was before the call."""
@@ -174,13 +153,13 @@ def probe(spec: dict) -> dict:
     call = CALLS[spec["call"]]
     call(imputer, X[:64])  # one-off start-up costs (kernels, thread pools) are not counted
     gc.collect()
-    reset = _reset_peak()
-    before = _status_kib("VmRSS")
+    reset = reset_peak()
+    before = status_kib("VmRSS")
     start, cpu = time.perf_counter(), time.process_time()
     call(imputer, X)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     if reset and before is not None:
-        peak = _status_kib("VmHWM")
+        peak = status_kib("VmHWM")
         how = "VmHWM"
     else:  # the process's peak since it started, which may predate the call
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
