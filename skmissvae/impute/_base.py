@@ -376,6 +376,8 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
                 f"Every entry of X is missing (NaN); {type(self).__name__} needs at least "
                 "one observed value to fit."
             )
+        if rows.all():  # no copy: the encoded table may be large
+            return table, values, observed, X
         return table, values[rows], observed[rows], X
 
     def _encode(self, X) -> "_Encoded":
