@@ -198,7 +198,7 @@ def _model_options() -> argparse.ArgumentParser:
                                "there is one)")
     training.add_argument("--threads", type=_threads, metavar="N",
                           help="torch threads for training and inference; -1 for every core "
-                               "(default: torch's own setting)")
+                               "(default: 1)")
     training.add_argument("-q", "--quiet", action="store_true",
                           help="do not show training progress (shown on standard error)")
     saved = parent.add_argument_group("saved models")

@@ -198,8 +198,10 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
     n_jobs : int, default=None
         Number of torch threads used inside ``fit``, :meth:`transform`,
         :meth:`sample_imputations` and :meth:`score_samples` (set for the call and
-        restored afterwards); -1 means all cores, -2 all but one. None leaves torch's
-        setting (``torch.get_num_threads()``) alone.
+        restored afterwards); -1 means all cores, -2 all but one. None means one
+        thread (unless a ``joblib.parallel_config`` context sets ``n_jobs``), as in
+        scikit-learn: more threads rarely pay off for these small networks and can be many
+        times slower on a busy machine.
 
     Attributes
     ----------

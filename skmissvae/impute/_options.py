@@ -130,17 +130,20 @@ def indicator_names(names: np.ndarray, features) -> np.ndarray:
 
 
 def n_threads(n_jobs) -> int:
-    """``n_jobs`` as a number of threads: -1 is every core, -2 all but one, and so on."""
-    return n_jobs if n_jobs > 0 else max(1, joblib.cpu_count() + 1 + n_jobs)
+    """``n_jobs`` as a number of threads, as scikit-learn reads it: None is one (unless a
+    ``joblib.parallel_config`` says otherwise), -1 every core, -2 all but one, and so on."""
+    return joblib.effective_n_jobs(n_jobs)
 
 
 @contextlib.contextmanager
 def torch_threads(n_jobs):
-    """Run the block with ``n_jobs`` torch intra-op threads, restored afterwards (also on
-    error); None leaves torch's setting alone."""
-    if n_jobs is None:
-        yield
-        return
+    """Run the block with ``n_threads(n_jobs)`` torch intra-op threads, restored afterwards
+    (also on error).
+
+    One thread unless asked: the models are small, so more threads mostly wait for each
+    other, and OpenMP's spinning waits made a step many times slower on a busy machine
+    (see "Threads" in the design notes).
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(n_threads(n_jobs))
     try:

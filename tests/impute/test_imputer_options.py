@@ -347,16 +347,22 @@ def test_n_jobs_sets_torch_threads_during_fit_and_inference_and_restores_them(na
     assert torch.get_num_threads() == before
 
 
-def test_n_jobs_none_leaves_torch_alone_and_minus_one_uses_every_core():
+def test_n_jobs_none_is_one_thread_and_minus_one_uses_every_core():
     _, X = correlated_table(40)
+    torch.set_num_threads(2)  # a setting of the caller's, which None does not inherit
     before = torch.get_num_threads()
     seen = []
     FACTORIES["mixture"](callbacks=[_thread_recorder(seen)]).fit(X)
-    assert set(seen) == {before}
+    assert set(seen) == {1}
+    seen.clear()
+    with joblib.parallel_config(n_jobs=2):  # scikit-learn's way to ask for more
+        FACTORIES["mixture"](callbacks=[_thread_recorder(seen)]).fit(X)
+    assert set(seen) == {2}
     seen.clear()
     FACTORIES["mixture"](n_jobs=-1, callbacks=[_thread_recorder(seen)]).fit(X)
     assert set(seen) == {joblib.cpu_count()}
     assert torch.get_num_threads() == before
+    torch.set_num_threads(1)
 
 
 def test_threads_are_restored_when_fit_fails():
