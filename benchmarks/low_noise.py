@@ -340,7 +340,7 @@ def summarise(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     sub["rmse / MissForest"] = sub["rmse"] / missforest
     sub["rmse / oracle"] = sub["rmse"] / oracle
     columns = [c for c in COLUMNS if c in sub]
-    summary = sub.groupby("method", sort=False)[columns].median()
+    summary = sub.groupby("method", sort=False)[columns].median().dropna(axis=1, how="all")
     seeds = sub.groupby("method", sort=False)["seed"].apply(lambda s: " ".join(map(str, sorted(s))))
     summary.insert(0, "seeds", seeds)
     return summary
@@ -364,7 +364,7 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, note: str, wall_t
         rows = frame[frame["table"] == table]
         true = rows["loglik_true"].dropna().iloc[0]
         share = rows["determined_share"].dropna()
-        determined = f" {share.iloc[0]:.0%} of the test rows are determined." if len(share) else ""
+        determined = f" {share.iloc[0]:.1%} of the test rows are determined." if len(share) else ""
         body.append(f"## {table}\n\nTrue mean log-density of the observed test entries: "
                     f"{true:.3f} nats per row.{determined}\n\n"
                     + markdown_table(summary.astype(object).where(summary.notna(), "–")))
