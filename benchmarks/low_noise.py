@@ -54,8 +54,9 @@ MissSIWAE, and one change at a time; ``--variants``):
 * ``validation_best``: the best held-out score of training (the training objective per
   held-out row, in standardised units), which early stopping watches;
 * with ``--more-samples N``: the first 1,000 test rows scored and imputed with 1,000
-  (``gap_sub``, ``rmse_sub``) and with N importance samples (``gap_more_samples``,
-  ``rmse_more_samples``): whether the importance sampler, not the model, limits them;
+  (``gap_sub``, ``rmse_determined_sub``) and with N importance samples
+  (``gap_more_samples``, ``rmse_determined_more_samples``; RMSE of their determined rows):
+  whether the importance sampler, not the model, limits them;
 * fit time (s) and epochs (``n_iter_``; ``best_iteration_`` is the epoch kept).
 
 Peers, fitted on the same training rows and applied to the test rows: column means, the
@@ -269,10 +270,11 @@ def run_vae(table: str, data: dict, variant: str, seed: int, quick: bool, more_s
                     "determined": data["determined"][first]}
         sub_data.pop("missforest_sse", None)
         more["gap_sub"] = float(ll_true[first].mean() - ll_model[first].mean())
-        more["rmse_sub"] = imputation_scores(sub_data, imputed[first])["rmse"]
+        more["rmse_determined_sub"] = imputation_scores(sub_data, imputed[first])["rmse_determined"]
         imputer.set_params(n_score_samples=more_samples, n_impute_samples=more_samples)
         more["gap_more_samples"] = float(ll_true[first].mean() - imputer.score(sub))
-        more["rmse_more_samples"] = imputation_scores(sub_data, imputer.transform(sub))["rmse"]
+        more["rmse_determined_more_samples"] = imputation_scores(
+            sub_data, imputer.transform(sub))["rmse_determined"]
     return {
         "table": table, "method": variant, "seed": seed, "settings": str(params),
         "loglik_true": float(ll_true.mean()),
@@ -328,8 +330,8 @@ def run_peers(table: str, data: dict, quick: bool) -> list[dict]:
 # report
 # ---------------------------------------------------------------------------------------
 COLUMNS = ["gap", "gap_train", "floor_gap", "rmse", "rmse / MissForest", "ratio_sd", "rmse / oracle",
-           "rmse_determined", "rmse_ambiguous", "gap_sub", "gap_more_samples", "rmse_sub",
-           "rmse_more_samples", "fit_time_s", "epochs", "best_iteration"]
+           "rmse_determined", "rmse_ambiguous", "gap_sub", "gap_more_samples",
+           "rmse_determined_sub", "rmse_determined_more_samples", "fit_time_s", "epochs", "best_iteration"]
 
 
 def summarise(frame: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -357,7 +359,8 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, note: str, wall_t
         f"and the Bayes oracle's; `rmse_determined`: on the test rows whose missing entries the "
         f"observed ones determine (true conditional standard deviation under {DETERMINED}), "
         "`rmse_ambiguous` on the others; `*_sub`, `*_more_samples`: the first 1,000 test rows "
-        "scored and imputed with 1,000 and with more importance samples (where run). Medians "
+        "(RMSE: their determined rows) scored and imputed with 1,000 and with more importance "
+        "samples (where run). Medians "
         "over seeds; the peers are deterministic (seed 0).")]
     for table in dict.fromkeys(frame["table"]):
         summary = summarise(frame, table)
@@ -391,7 +394,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--more-samples", type=int, metavar="N",
                         help="also score and impute the first 1,000 test rows with N importance "
-                             "samples (gap_more_samples, rmse_more_samples)")
+                             "samples (gap_more_samples, rmse_determined_more_samples)")
     parser.add_argument("--no-peers", action="store_true",
                         help="leave the peers out of the results (e.g. for extra seeds; MissForest "
                              "is still fitted for the paired ratios)")
