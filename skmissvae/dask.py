@@ -558,6 +558,9 @@ def _joined(group: _ProcessGroup):
                                          rank=group.rank, world_size=group.world_size)
     try:
         yield
+        # Every rank done before any tears its connections down: a rank that destroys the
+        # group while a peer still reads from it can make gloo abort that peer.
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 

@@ -77,7 +77,10 @@ def fitted(request):
 def assert_frames_equal(result: pd.DataFrame, expected: pd.DataFrame) -> None:
     pd.testing.assert_index_equal(result.columns, expected.columns)
     pd.testing.assert_index_equal(result.index, expected.index)
-    assert list(result.dtypes) == list(expected.dtypes)
+    for got, want in zip(result.dtypes, expected.dtypes):
+        # Under pandas < 3 Dask stores text columns as string[pyarrow] where pandas has object.
+        text = pd.api.types.is_string_dtype(got) and pd.api.types.is_string_dtype(want)
+        assert got == want or text, (got, want)
     for name in expected.columns:
         if pd.api.types.is_float_dtype(expected[name].dtype):
             assert_allclose(result[name].to_numpy(), expected[name].to_numpy(), rtol=1e-6)

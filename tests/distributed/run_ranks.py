@@ -71,6 +71,10 @@ if __name__ == "__main__":
             train_steps(out, [int(size) for size in sys.argv[3].split(",")])
         else:
             fit_estimators(out)
+        if dist.is_initialized():
+            # Every rank done before any tears its connections down: a rank that destroys
+            # the group while its peer still reads from it can make gloo abort the peer.
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
