@@ -10,6 +10,8 @@ VARIANTS["DeMissVAE-LAIR-toy"] = (
 )
 # The continuous-data setting (the estimator's defaults): T=10, I=1, R=1, final resampling.
 VARIANTS["DeMissVAE-LAIR"] = (DeMissVAEImputer, {})
+# DeMissVAE refreshing its imputations by pseudo-Gibbs sampling (the paper's choice for images).
+VARIANTS["DeMissVAE-pseudo-Gibbs"] = (DeMissVAEImputer, {"sampler": "pseudo_gibbs"})
 # MIWAE with the 20 importance samples per row that the MIWAE paper (Mattei & Frellsen,
 # 2019) trained with on UCI data; the estimator's default is 5.
 VARIANTS["MIWAE-20"] = (MixtureVAEImputer, {**METHODS["MIWAE"], "n_particles": 20})
@@ -17,3 +19,11 @@ VARIANTS["MIWAE-20"] = (MixtureVAEImputer, {**METHODS["MIWAE"], "n_particles": 2
 # VAEEnsembleImputer, which averages the members' imputations. Kept apart from VARIANTS:
 # each costs several fits; the imputation benchmark runs them (toy.py has --ensemble).
 ENSEMBLES = {"MIWAE-20x3": ("MIWAE-20", 3)}
+
+# The pairs the paper's findings compare: (importance-weighted, its ELBO counterpart),
+# (mixture, its single-Gaussian counterpart), (stratified, ancestral); and the ELBO methods
+# among which DeMissVAE should be best or tied.
+IW_PAIRS = [("MIWAE", "MVAE"), ("MissIWAE", "MissVAE"), ("MissSIWAE", "MissSVAE")]
+MIXTURE_PAIRS = [("MissVAE", "MVAE"), ("MissSVAE", "MVAE"), ("MissIWAE", "MIWAE"), ("MissSIWAE", "MIWAE")]
+STRATIFIED_PAIRS = [("MissSVAE", "MissVAE"), ("MissSIWAE", "MissIWAE")]
+ELBO_METHODS = ["MVAE", "MissVAE", "MissSVAE"]

@@ -62,17 +62,16 @@ from skmissvae import METHODS, DeMissVAEImputer, MixtureVAEImputer
 from skmissvae.evaluation import refit_test_log_likelihood
 
 from _report import RESULTS, header, markdown_table
+from _variants import ELBO_METHODS, IW_PAIRS, MIXTURE_PAIRS, STRATIFIED_PAIRS, VARIANTS
 
 TITLE = "Binarised digits with two quadrants missing: the seven methods"
 ORDER = [*METHODS, "DeMissVAE"]  # the seven methods of the paper, the default
 N_TEST = 500
 SIDE = 8  # image side in pixels
-DEMISS = {
-    "DeMissVAE": {"sampler": "pseudo_gibbs"},
-    # The paper's toy setting of LAIR (as benchmarks/_variants.py "DeMissVAE-LAIR-toy").
-    "DeMissVAE-LAIR-toy": {"lair_iterations": 1, "lair_prior_proposals": 0, "lair_final_resampling": False},
-    "DeMissVAE-LAIR": {},  # the estimator's defaults: T=10, R=1, final resampling
-}
+# DeMissVAE's settings by name: pseudo-Gibbs by default, and the two LAIR variants.
+DEMISS = {name: VARIANTS[variant][1] for name, variant in (
+    ("DeMissVAE", "DeMissVAE-pseudo-Gibbs"), ("DeMissVAE-LAIR-toy", "DeMissVAE-LAIR-toy"),
+    ("DeMissVAE-LAIR", "DeMissVAE-LAIR"))}
 CHOICES = [*ORDER, "DeMissVAE-LAIR-toy", "DeMissVAE-LAIR"]
 
 
@@ -179,18 +178,16 @@ def findings(frame: pd.DataFrame) -> list[str]:
         return f"{m} {median[m]:.2f}"
 
     if have("MVAE", "MIWAE", "MissVAE", "MissSVAE", "MissIWAE", "MissSIWAE"):
-        pairs = [("MIWAE", "MVAE"), ("MissIWAE", "MissVAE"), ("MissSIWAE", "MissSVAE")]
+        pairs = IW_PAIRS
         wins = [iw for iw, elbo in pairs if median[iw] > median[elbo]]
         worst_iw = min(median[m] for m in ("MIWAE", "MissIWAE", "MissSIWAE"))
-        best_elbo = max(median[m] for m in ("MVAE", "MissVAE", "MissSVAE"))
+        best_elbo = max(median[m] for m in ELBO_METHODS)
         lines.append(
             f"- IWELBO family beats ELBO family: **{'holds' if len(wins) == 3 else 'does not hold'}** "
             f"({len(wins)} of 3 pairs; " + ", ".join(f"{fmt(iw)} vs {fmt(elbo)}" for iw, elbo in pairs)
             + f"; the worst IWELBO method {'is above' if worst_iw > best_elbo else 'is not above'} "
             "the best ELBO method).")
-    pairs = [(mix, single) for mix, single in (("MissVAE", "MVAE"), ("MissSVAE", "MVAE"),
-                                               ("MissIWAE", "MIWAE"), ("MissSIWAE", "MIWAE"))
-             if have(mix, single)]
+    pairs = [(mix, single) for mix, single in MIXTURE_PAIRS if have(mix, single)]
     if pairs:
         wins = [mix for mix, single in pairs if median[mix] > median[single]]
         lines.append(
@@ -198,7 +195,7 @@ def findings(frame: pd.DataFrame) -> list[str]:
             f"**{'holds' if len(wins) == len(pairs) else 'does not hold'}** "
             f"({len(wins)} of {len(pairs)}: " + ", ".join(
                 f"{mix} {median[mix] - median[single]:+.2f} nats vs {single}" for mix, single in pairs) + ").")
-    pairs = [(s, a) for s, a in (("MissSVAE", "MissVAE"), ("MissSIWAE", "MissIWAE")) if have(s, a)]
+    pairs = [(s, a) for s, a in STRATIFIED_PAIRS if have(s, a)]
     if pairs and frame["seed"].nunique() > 1:
         stable = [s for s, a in pairs if spread[s] <= spread[a]]
         lines.append(
@@ -208,7 +205,7 @@ def findings(frame: pd.DataFrame) -> list[str]:
                         f"{median[s] - median[a]:+.2f} nats" for s, a in pairs) + ").")
     elif pairs:
         lines.append("- Stratified more stable than ancestral: not checked (one seed).")
-    elbo = [m for m in ("MVAE", "MissVAE", "MissSVAE") if m in median.index]
+    elbo = [m for m in ELBO_METHODS if m in median.index]
     if "DeMissVAE" in median.index and elbo:
         best_other = max(elbo, key=median.get)
         gap = median["DeMissVAE"] - median[best_other]

@@ -50,27 +50,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skmissvae import METHODS, DeMissVAEImputer, MixtureVAEImputer
+from skmissvae import METHODS, MixtureVAEImputer
 from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import refit_test_log_likelihood
 
 from _report import RESULTS, header, markdown_table
 from _tables import NAMES, load_table, require_tables
+from _variants import ELBO_METHODS, IW_PAIRS, MIXTURE_PAIRS, STRATIFIED_PAIRS, VARIANTS
 
 TITLE = "Real tables, 50 % and 80 % MCAR: test log-likelihood of the seven methods"
 ORDER = [*METHODS, "DeMissVAE"]
 BATCH = 128
-# (mixture, its single-Gaussian counterpart), (importance-weighted, ELBO), (stratified, ancestral)
-MIXTURE_PAIRS = [("MissVAE", "MVAE"), ("MissSVAE", "MVAE"), ("MissIWAE", "MIWAE"), ("MissSIWAE", "MIWAE")]
-IW_PAIRS = [("MIWAE", "MVAE"), ("MissIWAE", "MissVAE"), ("MissSIWAE", "MissSVAE")]
-STRATIFIED_PAIRS = [("MissSVAE", "MissVAE"), ("MissSIWAE", "MissIWAE")]
-ELBO_METHODS = ["MVAE", "MissVAE", "MissSVAE"]
-DEMISS = {
-    # The paper's toy setting of LAIR (T=1, no prior proposal, no final resampling).
-    "lair-toy": {"lair_iterations": 1, "lair_prior_proposals": 0, "lair_final_resampling": False},
-    "lair": {},  # the estimator's defaults: T=10, R=1, final resampling (several times slower)
-    "pseudo-gibbs": {"sampler": "pseudo_gibbs"},
-}
+# DeMissVAE's setting for --demiss, by the name of its variant.
+DEMISS = {"lair-toy": "DeMissVAE-LAIR-toy", "lair": "DeMissVAE-LAIR", "pseudo-gibbs": "DeMissVAE-pseudo-Gibbs"}
 
 
 def split_table(name: str, args) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +77,8 @@ def make_imputer(method: str, seed: int, epochs: int, args):
     common = dict(max_iter=epochs, early_stopping=False, batch_size=BATCH, random_state=seed,
                   device="cpu", n_jobs=1)
     if method == "DeMissVAE":
-        return DeMissVAEImputer(**DEMISS[args.demiss], **common)
+        estimator, params = VARIANTS[DEMISS[args.demiss]]
+        return estimator(**params, **common)
     return MixtureVAEImputer(**METHODS[method], **common)
 
 
@@ -210,6 +203,21 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, note: str, wall_t
     print("\n".join(body))
 
 
+def settings_note(args) -> str:
+    """The data, budget and score settings of ``args``, and the extra note."""
+    return (
+        f"Data: {', '.join(args.tables)}; per table a quarter of the rows (at most {args.test_rows}) "
+        f"as complete test rows and at most {args.train_rows} training rows (split from data seed "
+        f"{args.data_seed}), the training entries hidden completely at random (mask from the seed, rows "
+        f"left fully missing dropped). Budget, the same for every method: about {args.steps} optimiser "
+        f"steps of batch {BATCH} (whole epochs), no early stopping, cosine schedule; estimator defaults "
+        "otherwise (latent 16, 2 residual blocks of width 128, 5 components / particles / imputations); "
+        f"DeMissVAE with `{VARIANTS[DEMISS[args.demiss]][1] or 'its default LAIR'}`; one torch thread. Score: encoder refitted "
+        f"for {args.refit_epochs} epochs (IWELBO, 50 samples), then {args.score_samples:,} importance "
+        f"samples. The paper: about 200,000 steps and 50,000 samples. Seeds "
+        f"{' '.join(map(str, args.seeds))}. " + args.note).strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tables", nargs="+", default=NAMES, choices=NAMES)
@@ -254,21 +262,6 @@ def main() -> None:
                     pd.DataFrame(rows).to_csv(RESULTS / f"{stem}_partial.csv", index=False)
     write_report(pd.DataFrame(rows), stem, command, settings_note(args), time.perf_counter() - start)
     (RESULTS / f"{stem}_partial.csv").unlink()
-
-
-def settings_note(args) -> str:
-    """The data, budget and score settings of ``args``, and the extra note."""
-    return (
-        f"Data: {', '.join(args.tables)}; per table a quarter of the rows (at most {args.test_rows}) "
-        f"as complete test rows and at most {args.train_rows} training rows (split from data seed "
-        f"{args.data_seed}), the training entries hidden completely at random (mask from the seed, rows "
-        f"left fully missing dropped). Budget, the same for every method: about {args.steps} optimiser "
-        f"steps of batch {BATCH} (whole epochs), no early stopping, cosine schedule; estimator defaults "
-        "otherwise (latent 16, 2 residual blocks of width 128, 5 components / particles / imputations); "
-        f"DeMissVAE with `{DEMISS[args.demiss] or 'its default LAIR'}`; one torch thread. Score: encoder refitted "
-        f"for {args.refit_epochs} epochs (IWELBO, 50 samples), then {args.score_samples:,} importance "
-        f"samples. The paper: about 200,000 steps and 50,000 samples. Seeds "
-        f"{' '.join(map(str, args.seeds))}. " + args.note).strip()
 
 
 if __name__ == "__main__":
