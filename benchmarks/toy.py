@@ -80,13 +80,14 @@ def run(method, seed, train, test, mixture, quick, missing_rate=0.5, overrides=N
     settings = {"max_iter": 10} if quick else {}
     settings.update(overrides or {})
     estimator, params = VARIANTS[method]
+    params = {"latent_dim": 2, **params, **settings}  # --set may override a variant's own setting
     if ensemble:
         n_estimators, n_jobs = ensemble
-        member = estimator(**params, latent_dim=2, **settings)
+        member = estimator(**params)
         imputer = VAEEnsembleImputer(member, n_estimators=n_estimators, n_jobs=n_jobs, random_state=seed)
         method = f"{method}x{n_estimators}"
     else:
-        imputer = estimator(**params, latent_dim=2, random_state=seed, **settings)
+        imputer = estimator(**params, random_state=seed)
     start = time.perf_counter()
     imputer.fit(X_train)
     fit_time = time.perf_counter() - start
