@@ -30,7 +30,8 @@ The default run follows one plan per table size (``PLANS``):
   whose smallest observed value holds at least 30 % of its observed values.
 
 ``--seeds``, ``--methods``, ``--steps``, ``--max-rows`` and ``--semicontinuous`` replace the
-plan's value for every table.
+plan's value for every table. ``--own-budget`` trains every VAE for the estimator's own
+``max_iter`` instead of a number of steps: the defaults as a user gets them.
 
 Usage::
 
@@ -38,6 +39,8 @@ Usage::
     python benchmarks/imputation.py --quick                # smoke run
     python benchmarks/imputation.py --datasets iris wine --methods mean missforest MIWAE-20
     python benchmarks/imputation.py --merge part_a part_b  # re-render from saved CSVs
+    python benchmarks/imputation.py --protocols miwae --seeds 0 1 2 --own-budget \
+        --methods mean knn mice missforest MissSIWAE      # the defaults against the peers
 
 Writes ``benchmarks/results/imputation.md``, ``.csv`` and ``.png``.
 """
@@ -85,7 +88,8 @@ PLANS = {
 }
 SETTINGS = (
     "VAE variants: estimator defaults (latent 16, width 128, batch 128, early stopping on 10 % "
-    "of rows) with max_iter set for a fixed number of optimiser steps; MIWAE-20: MIWAE with 20 "
+    "of rows), max_iter set for a fixed number of optimiser steps unless the estimator's own "
+    "budget is named below; MIWAE-20: MIWAE with 20 "
     "particles; MIWAE-20x3: VAEEnsembleImputer averaging three MIWAE-20 fits. MissForest-style: "
     "IterativeImputer(ExtraTreesRegressor(50 trees, max_features='sqrt'), max_iter=10); MICE: "
     "IterativeImputer(BayesianRidge, max_iter=10); KNN: 5 neighbours. Rows left fully missing "
@@ -151,11 +155,13 @@ def make_imputer(method: str, seed: int, n_rows: int, steps: int, overrides: dic
             make_imputer(member, seed, n_rows, steps, overrides), n_estimators=n_members, random_state=seed
         )
     cls, params = VARIANTS[method]
-    # A fixed number of optimiser steps, not epochs: small tables need many epochs. Every
-    # row trains when entries are held out; 90 % when rows are.
-    share = 1.0 if {**params, **overrides}.get("validation_split") == "entries" else 0.9
-    steps_per_epoch = math.ceil(share * n_rows / 128)
-    settings = {"max_iter": max(20, math.ceil(steps / steps_per_epoch)), "random_state": seed, "device": "cpu"}
+    settings = {"random_state": seed, "device": "cpu"}
+    if steps is not None:
+        # A fixed number of optimiser steps, not epochs: small tables need many epochs. Every
+        # row trains when entries are held out; 90 % when rows are.
+        share = 1.0 if {**params, **overrides}.get("validation_split") == "entries" else 0.9
+        steps_per_epoch = math.ceil(share * n_rows / 128)
+        settings["max_iter"] = max(20, math.ceil(steps / steps_per_epoch))
     return cls(**params, **{**settings, **overrides})
 
 
@@ -299,6 +305,10 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, text: str, wall_t
         times = frame.groupby("method")[["fit_time_s", "transform_time_s"]].median()
         f.write("\n## Median fit and transform times (s, over all runs)\n\n")
         f.write(markdown_table(times.loc[methods], "{:.3f}"))
+        fit = frame.groupby(["dataset", "method"])["fit_time_s"].median().unstack("method")[methods]
+        f.write("\n## Fit time by table (s, median over seeds and protocols)\n\nThe runs of one "
+                "table share the machine's load, so compare times within a row.\n\n")
+        f.write(markdown_table(fit.astype(object).where(fit.notna(), "–"), "{:.2f}"))
         f.write(f"\n![imputation]({stem}.png)\n")
     print(tables.to_string())
 
@@ -325,11 +335,13 @@ def plan(name: str, args) -> dict:
     return settings
 
 
-def describe(settings: dict) -> str:
+def describe(settings: dict, own_budget: bool = False) -> str:
     steps = settings["steps"] or "max(10,000, rows)"
     semi = settings["semicontinuous"]
+    budget = ("the estimator's own training budget (max_iter) per VAE fit" if own_budget
+              else f"about {steps} optimiser steps per VAE fit")
     return (f"seeds {' '.join(map(str, settings['seeds']))}, at most {settings['max_rows']} rows, "
-            f"about {steps} optimiser steps per VAE fit"
+            f"{budget}"
             + (f", VAEs declare semicontinuous every column whose smallest observed value holds at "
                f"least {semi:.0%} of its observed values" if semi is not None else ""))
 
@@ -343,6 +355,8 @@ def main() -> None:
                         help="default: by table size (PLANS)")
     parser.add_argument("--steps", type=int, help="optimiser steps per VAE fit (default: by table size)")
     parser.add_argument("--max-rows", type=int, help="longer tables are subsampled (default: by table size)")
+    parser.add_argument("--own-budget", action="store_true",
+                        help="train every VAE for the estimator's own max_iter, not a number of steps")
     parser.add_argument("--semicontinuous", type=float, metavar="SHARE",
                         help="VAE variants declare as semicontinuous every column whose smallest "
                              "observed value holds at least this share of its observed values")
@@ -378,7 +392,7 @@ def main() -> None:
             notes.append(note)
         for protocol in args.protocols:
             for seed in settings["seeds"]:
-                steps = settings["steps"] or max(10_000, len(X))
+                steps = None if args.own_budget else settings["steps"] or max(10_000, len(X))
                 rows += run_one(name, X, protocol, seed, settings["methods"], steps, overrides,
                                 settings["semicontinuous"])
                 print(name, protocol, seed, {r["method"]: round(r["error"], 4) for r in rows[-len(settings["methods"]):]},
@@ -386,7 +400,7 @@ def main() -> None:
                 pd.DataFrame(rows).to_csv(RESULTS / f"{stem}_partial.csv", index=False)
     groups = {}
     for name in args.datasets:
-        groups.setdefault(describe(plan(name, args)), []).append(name)
+        groups.setdefault(describe(plan(name, args), args.own_budget), []).append(name)
     text = SETTINGS + " " + " ".join(f"{', '.join(names)}: {how}." for how, names in groups.items())
     if overrides:
         text += f" VAE settings changed for this run: {overrides}."

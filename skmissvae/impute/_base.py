@@ -38,6 +38,10 @@ from ._validation import check_n_imputations, validate_numeric
 _FINITE_CHECK_ROWS, _FINITE_CHECK_SAMPLES = 64, 32
 # max_iter="auto": at least this many epochs and optimiser steps.
 _AUTO_MIN_EPOCHS, _AUTO_MIN_STEPS = 200, 5000
+# learning_rate="auto": the larger step size for runs of at most this many optimiser steps.
+# Short runs (tables of up to a few thousand rows) impute better with it; long ones fit
+# the toy data worse (see "Learning rate" in the design notes).
+_AUTO_LR_SHORT, _AUTO_LR_LONG, _AUTO_LR_MAX_STEPS = 3e-3, 1e-3, 5000
 
 
 def cpu_generator_from(generator: torch.Generator) -> torch.Generator:
@@ -55,16 +59,20 @@ def training_generator(random_state, device) -> torch.Generator:
 def training_config(estimator, n_rows: int) -> TrainingConfig:
     """The training settings of ``estimator`` for ``n_rows`` training rows.
 
-    ``max_iter="auto"`` is resolved to at least 200 epochs and 5,000 optimiser steps.
+    ``max_iter="auto"`` is resolved to at least 200 epochs and 5,000 optimiser steps;
+    ``learning_rate="auto"`` to 3e-3 when the run plans at most 5,000 optimiser steps
+    (epochs times batches of all ``n_rows``), else 1e-3. In a data-parallel run both follow
+    the largest shard, so that every process trains with the same settings.
     """
+    n_rows = merge_objects(n_rows, max)
+    steps_per_epoch = math.ceil(n_rows / min(estimator.batch_size, max(n_rows, 1)))
     max_epochs = estimator.max_iter
     if max_epochs == "auto":
-        steps_per_epoch = math.ceil(n_rows / min(estimator.batch_size, n_rows))
         max_epochs = max(_AUTO_MIN_EPOCHS, math.ceil(_AUTO_MIN_STEPS / steps_per_epoch))
     return TrainingConfig(
         max_epochs=max_epochs,
         batch_size=estimator.batch_size,
-        learning_rate=estimator.learning_rate,
+        learning_rate=resolve_learning_rate(estimator.learning_rate, max_epochs * steps_per_epoch),
         lr_schedule=estimator.lr_schedule,
         clip_grad_norm=estimator.clip_grad_norm,
         validation_fraction=estimator.validation_fraction if estimator.early_stopping else 0.0,
@@ -72,6 +80,14 @@ def training_config(estimator, n_rows: int) -> TrainingConfig:
         n_iter_no_change=estimator.n_iter_no_change,
         tol=estimator.tol,
     )
+
+
+def resolve_learning_rate(learning_rate, planned_steps: float) -> float:
+    """``learning_rate``, or for "auto" the step size for a run of ``planned_steps``
+    optimiser steps (``math.inf`` for a stream of unknown length)."""
+    if learning_rate != "auto":
+        return learning_rate
+    return _AUTO_LR_SHORT if planned_steps <= _AUTO_LR_MAX_STEPS else _AUTO_LR_LONG
 
 
 class LikelihoodImputerMixin:
@@ -116,7 +132,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         "n_hidden_blocks": [Interval(numbers.Integral, 0, None, closed="left")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
         "min_scale": [Interval(numbers.Real, 0, None, closed="neither")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "lr_schedule": [StrOptions({"cosine", "constant"})],

@@ -77,8 +77,10 @@ class DeMissVAEImputer(BaseVAEImputer):
         columns, as a fraction of each column's standard deviation. A floor well above zero
         stops the decoder from becoming more certain than a small table supports (see
         "Decoder scale floor" in the design notes, ``docs/design.md``).
-    learning_rate : float, default=1e-3
-        Initial step size of Adam (amsgrad).
+    learning_rate : float or "auto", default=1e-3
+        Initial step size of Adam (amsgrad). "auto" applies ``MixtureVAEImputer``'s rule
+        (3e-3 for runs of at most 5,000 optimiser steps, else 1e-3), which was measured
+        for that estimator, not for this one.
     batch_size : int, default=128
         Rows per training step (capped at the number of training rows).
     max_iter : int or "auto", default=200

@@ -78,8 +78,12 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
         stops the decoder from becoming more certain than a small table supports (see
         "Decoder scale floor" in the design notes, ``docs/design.md``). Set it near 0
         (e.g. 1e-5) for data whose columns are nearly exact functions of each other.
-    learning_rate : float, default=1e-3
-        Initial step size of Adam (amsgrad).
+    learning_rate : float or "auto", default="auto"
+        Initial step size of Adam (amsgrad). "auto" is 3e-3 for a run of at most 5,000
+        optimiser steps (``max_iter`` times the batches per epoch: tables of up to about
+        3,000 rows at the defaults) and 1e-3 for longer runs. Short runs impute better with
+        the larger step; long ones, such as 200 epochs of 20,000 rows, fit better with the
+        smaller (see "Learning rate" in the design notes).
     batch_size : int, default=128
         Rows per training step (capped at the number of training rows).
     max_iter : int or "auto", default=200
@@ -337,7 +341,7 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
         n_hidden_blocks=2,
         dropout=0.0,
         min_scale=0.1,
-        learning_rate=1e-3,
+        learning_rate="auto",
         batch_size=128,
         max_iter=200,
         lr_schedule="cosine",

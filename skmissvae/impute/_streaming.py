@@ -10,6 +10,7 @@ between two calls changes nothing.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 
@@ -19,7 +20,7 @@ from .._compat import _fit_context
 from .._fitted import FittedModel, build_model, resolve_device
 from ..core.distributed import broadcast_module
 from ..core.training import TrainingResult, adam, epoch_batches, run_epoch
-from ._base import cpu_generator_from, training_generator
+from ._base import cpu_generator_from, resolve_learning_rate, training_generator
 from ._options import torch_threads
 
 
@@ -37,8 +38,8 @@ class IncrementalFitMixin:
         differ. Later calls need the same columns. A fitted estimator continues from its
         weights.
 
-        Unlike ``fit``, training runs at the constant ``learning_rate`` and never stops
-        by itself (``max_iter``, ``lr_schedule`` and ``early_stopping`` are not used):
+        Unlike ``fit``, training runs at the constant ``learning_rate`` (1e-3 for "auto",
+        the step size of long runs) and never stops by itself (``max_iter``, ``lr_schedule`` and ``early_stopping`` are not used):
         call it again for every block and every pass, and stop when ``score`` on a
         held-out block stops improving. Adam's moments, the step count and the random
         generator are kept in the estimator between calls; pickling the estimator between
@@ -107,7 +108,7 @@ class IncrementalFitMixin:
         generator = torch.Generator(device=fitted.device)
         generator.set_state(state["generator"])
         problem = self._training_problem(fitted.model, x, mask, generator)
-        optimizer = adam(problem.parameters(), self.learning_rate)
+        optimizer = adam(problem.parameters(), resolve_learning_rate(self.learning_rate, math.inf))
         if state["optimizer"] is not None:
             optimizer.load_state_dict(state["optimizer"])
         fitted.model.train()

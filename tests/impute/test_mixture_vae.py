@@ -877,3 +877,27 @@ def test_max_iter_auto_is_resolved_for_training(make_imputer, X_missing):
                            early_stopping=False, callbacks=[lambda imp, info: True])
     imputer.fit(X_missing)
     assert training_config(imputer, len(X_missing)).max_epochs == 2500 and imputer.n_iter_ == 1
+
+
+@pytest.mark.parametrize(("n_rows", "max_iter", "expected"), [
+    (150, 200, 3e-3),       # 2 batches per epoch: 400 steps
+    (3200, 200, 3e-3),      # 25 batches per epoch: exactly 5,000 steps
+    (3201, 200, 1e-3),      # 26 batches per epoch: 5,200 steps
+    (20_000, 200, 1e-3),    # 157 batches per epoch: 31,400 steps
+    (20_000, 30, 3e-3),     # 4,710 steps
+])
+def test_learning_rate_auto_follows_the_planned_steps(n_rows, max_iter, expected):
+    assert MixtureVAEImputer().learning_rate == "auto"
+    imputer = MixtureVAEImputer(batch_size=128, max_iter=max_iter)
+    assert training_config(imputer, n_rows).learning_rate == expected
+    assert training_config(imputer.set_params(learning_rate=0.02), n_rows).learning_rate == 0.02
+
+
+def test_learning_rate_auto_trains_as_its_resolved_value(make_imputer, X_missing):
+    def weights(learning_rate):
+        imputer = make_imputer(learning_rate=learning_rate).fit(X_missing)
+        return torch.cat([p.detach().flatten() for p in imputer.model_.parameters()])
+
+    auto = weights("auto")  # 120 rows, 3 epochs of batch 32: 12 steps, so 3e-3
+    assert torch.equal(auto, weights(3e-3))
+    assert not torch.allclose(auto, weights(1e-3))

@@ -129,3 +129,13 @@ def test_a_saved_stream_loads_and_continues(tmp_path):
     np.testing.assert_array_equal(loaded.transform(X), estimator.transform(X))
     loaded.partial_fit(X[200:])  # a fresh optimiser, the same model
     assert loaded.n_iter_ == 2 and np.isfinite(loaded.transform(X)).all()
+
+
+def test_partial_fit_with_learning_rate_auto_steps_at_the_long_run_rate():
+    X = _table()
+    imputer = MixtureVAEImputer(**{**STREAM, "learning_rate": "auto"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # standardisation from the first block
+        imputer.partial_fit(X[:120])
+    groups = imputer._stream_state_["optimizer"]["param_groups"]
+    assert {group["lr"] for group in groups} == {1e-3}
