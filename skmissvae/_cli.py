@@ -317,9 +317,11 @@ def read_table(path: Path, missing_values: str | None = None):
     try:
         if fmt == "csv":
             text = missing_values is not None and _number(missing_values) is None
-            # round_trip: every observed value is read back exactly as written (pandas 2's
-            # default parser can be off by one unit in the last place).
-            frame = pd.read_csv(path, na_values=[missing_values] if text else None, float_precision="round_trip")
+            # Every observed value is read back exactly as written: pandas 2's default
+            # parser can be off by one unit in the last place; pandas 3 is exact and
+            # deprecates the option.
+            exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+            frame = pd.read_csv(path, na_values=[missing_values] if text else None, **exact)
         else:
             frame = pd.read_parquet(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as error:

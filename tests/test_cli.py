@@ -17,6 +17,8 @@ from skmissvae._cli import _build_model, _parser, main
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 FAST = ["--max-iter", "2", "--latent-dim", "2", "--device", "cpu", "-q"]
+# Read floats exactly as written (pandas 3 does by default and deprecates the option).
+EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 HAS_PARQUET = any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
 
 
@@ -39,7 +41,7 @@ def test_impute_writes_a_complete_table_with_observed_cells_unchanged(csv_table,
     before = path.read_bytes()
     out = tmp_path / "imputed.csv"
     assert main(["impute", str(path), "-o", str(out), *FAST]) == 0
-    imputed = pd.read_csv(out, float_precision="round_trip")
+    imputed = pd.read_csv(out, **EXACT_FLOATS)
     assert list(imputed.columns) == list(frame.columns)
     assert imputed.shape == frame.shape
     assert not imputed.isna().any().any()
@@ -62,7 +64,7 @@ def test_multiple_imputation_writes_a_long_table(csv_table, tmp_path):
     path, frame = csv_table
     out = tmp_path / "draws.csv"
     assert main(["impute", str(path), "-o", str(out), "--n-imputations", "3", *FAST]) == 0
-    draws = pd.read_csv(out, float_precision="round_trip")
+    draws = pd.read_csv(out, **EXACT_FLOATS)
     assert list(draws.columns) == ["imputation", "row", *frame.columns]
     assert len(draws) == 3 * len(frame)
     assert sorted(draws["imputation"].unique()) == [1, 2, 3]
@@ -88,7 +90,7 @@ def test_impute_with_other_methods(csv_table, tmp_path, options):
     path, _ = csv_table
     out = tmp_path / "imputed.csv"
     assert main(["impute", str(path), "-o", str(out), *FAST, *options]) == 0
-    assert not pd.read_csv(out, float_precision="round_trip").isna().any().any()
+    assert not pd.read_csv(out, **EXACT_FLOATS).isna().any().any()
 
 
 def test_progress_goes_to_standard_error(csv_table, tmp_path, capsys):
@@ -136,7 +138,7 @@ def test_mixed_table_gets_valid_categories_back(tmp_path):
     path, out = tmp_path / "mixed.csv", tmp_path / "imputed.csv"
     frame.to_csv(path, index=False)
     assert main(["impute", str(path), "-o", str(out), "--categorical", "code", *FAST]) == 0
-    imputed = pd.read_csv(out, float_precision="round_trip")
+    imputed = pd.read_csv(out, **EXACT_FLOATS)
     assert not imputed.isna().any().any()
     assert set(imputed["city"]) <= {"Oslo", "Paris", "Rome"}
     assert set(imputed["code"]) <= {0, 10, 20}
@@ -149,7 +151,7 @@ def test_mixed_table_multiple_imputation(tmp_path):
     path, out = tmp_path / "mixed.csv", tmp_path / "draws.csv"
     frame.to_csv(path, index=False)
     assert main(["impute", str(path), "-o", str(out), "--n-imputations", "2", *FAST]) == 0
-    draws = pd.read_csv(out, float_precision="round_trip")
+    draws = pd.read_csv(out, **EXACT_FLOATS)
     assert len(draws) == 80 and list(draws.columns) == ["imputation", "row", "x", "flag"]
     assert set(draws["flag"]) <= {True, False}
 
@@ -163,7 +165,7 @@ def test_semicontinuous_columns_draw_exact_zeros(tmp_path):
     frame.to_csv(path, index=False)
     args = ["impute", str(path), "-o", str(out), "--n-imputations", "3", "--semicontinuous", "amount"]
     assert main([*args, *FAST]) == 0
-    draws = pd.read_csv(out, float_precision="round_trip")
+    draws = pd.read_csv(out, **EXACT_FLOATS)
     assert len(draws) == 180 and list(draws.columns) == ["imputation", "row", "x", "amount"]
     filled = draws.loc[draws["row"] % 4 == 0, "amount"]
     assert not filled.isna().any() and (filled == 0.0).any() and (filled != 0.0).any()
@@ -189,7 +191,7 @@ def test_ensemble_averages_models_trained_with_the_seeds_of_the_random_state(csv
     outputs = {}
     for n in ("1", "2"):
         assert main(["impute", str(path), "-o", str(tmp_path / f"{n}.csv"), "--ensemble", n, *FAST]) == 0
-        outputs[n] = pd.read_csv(tmp_path / f"{n}.csv", float_precision="round_trip").to_numpy()
+        outputs[n] = pd.read_csv(tmp_path / f"{n}.csv", **EXACT_FLOATS).to_numpy()
     observed = frame.notna().to_numpy()
     np.testing.assert_array_equal(outputs["2"][observed], frame.to_numpy()[observed])
     assert np.isfinite(outputs["2"]).all()
@@ -312,7 +314,7 @@ def test_score_with_a_training_file_writes_to_output(csv_table, tmp_path):
     frame.iloc[90:].to_csv(test, index=False)
     out = tmp_path / "scores.csv"
     assert main(["score", str(test), "--train", str(train), "-o", str(out), *FAST]) == 0
-    scores = pd.read_csv(out, float_precision="round_trip")
+    scores = pd.read_csv(out, **EXACT_FLOATS)
     assert list(scores.columns) == ["log_likelihood"] and len(scores) == 30
     assert np.isfinite(scores["log_likelihood"]).all()
 
@@ -408,7 +410,7 @@ def test_missing_values_keeps_an_integer_column_integer(integer_csv, tmp_path):
     path, frame = integer_csv
     out = tmp_path / "o.csv"
     assert main(["impute", str(path), "-o", str(out), "--missing-values", "-1", *FAST]) == 0
-    imputed = pd.read_csv(out, float_precision="round_trip")
+    imputed = pd.read_csv(out, **EXACT_FLOATS)
     assert imputed["rooms"].dtype == np.int64 and (imputed["rooms"] != -1).all()
     observed = frame["rooms"] != -1
     assert (imputed.loc[observed, "rooms"] == frame.loc[observed, "rooms"]).all()
@@ -422,7 +424,7 @@ def test_text_missing_values_are_read_as_missing(tmp_path):
     cells[::5] = ["?"] * 8
     pd.DataFrame({"x": cells, "y": rng.standard_normal(40)}).to_csv(path, index=False)
     assert main(["impute", str(path), "-o", str(out), "--missing-values", "?", *FAST]) == 0
-    imputed = pd.read_csv(out, float_precision="round_trip")
+    imputed = pd.read_csv(out, **EXACT_FLOATS)
     assert imputed["x"].dtype == np.float64 and not imputed.isna().any().any()
 
 
@@ -435,20 +437,20 @@ def test_integer_columns_are_written_as_integers(integer_csv, tmp_path, spec):
     text = out.read_text().splitlines()
     years = [line.split(",")[0] for line in text[1:]]
     assert all(year.isdigit() for year in years)  # 2007, not 2007.0
-    imputed = pd.read_csv(out, float_precision="round_trip")
+    imputed = pd.read_csv(out, **EXACT_FLOATS)
     observed = frame["year"].notna()
     assert (imputed.loc[observed, "year"] == frame.loc[observed, "year"]).all()
     assert imputed["price"].dtype == np.float64
     # Multiple imputation writes integers too.
     assert main(["impute", str(path), "-o", str(out), *flags, "--n-imputations", "2", *FAST]) == 0
-    assert pd.read_csv(out, float_precision="round_trip")["year"].dtype == np.int64
+    assert pd.read_csv(out, **EXACT_FLOATS)["year"].dtype == np.int64
 
 
 def test_without_integer_columns_a_column_with_gaps_stays_decimal(integer_csv, tmp_path):
     path, _ = integer_csv
     out = tmp_path / "o.csv"
     assert main(["impute", str(path), "-o", str(out), *FAST]) == 0
-    assert pd.read_csv(out, float_precision="round_trip")["rooms"].dtype == np.int64  # no gaps: an integer column
+    assert pd.read_csv(out, **EXACT_FLOATS)["rooms"].dtype == np.int64  # no gaps: an integer column
     assert out.read_text().splitlines()[2].split(",")[0].endswith(".0")  # an observed year
 
 
@@ -458,7 +460,7 @@ def test_bounds_and_indicator_reach_the_output(integer_csv, tmp_path):
     args = ["impute", str(path), "-o", str(out), "--missing-values", "-1", "--min-value", "rooms=3",
             "--max-value", "rooms=4", "--max-value", "price=60", "--add-indicator", *FAST]
     assert main(args) == 0
-    imputed = pd.read_csv(out, float_precision="round_trip")
+    imputed = pd.read_csv(out, **EXACT_FLOATS)
     assert list(imputed.columns) == ["year", "rooms", "price", "missingindicator_year",
                                      "missingindicator_rooms", "missingindicator_price"]
     gaps = (frame["rooms"] == -1).to_numpy()
@@ -472,7 +474,7 @@ def test_bounds_and_indicator_reach_the_output(integer_csv, tmp_path):
     draws_args = [a for a in args if a not in ("rooms=3",)]
     draws_args.remove("--min-value")
     assert main([*draws_args, "--n-imputations", "2", "--min-value", "0"]) == 0
-    draws = pd.read_csv(out, float_precision="round_trip")
+    draws = pd.read_csv(out, **EXACT_FLOATS)
     assert list(draws.columns[-3:]) == list(indicators.columns) and len(draws) == 2 * len(frame)
     gaps = np.tile(frame["price"].isna().to_numpy(), 2)
     assert (draws.loc[gaps, "price"] <= 60).all()
