@@ -392,7 +392,7 @@ def main() -> None:
             notes.append(note)
         for protocol in args.protocols:
             for seed in settings["seeds"]:
-                steps = None if args.own_budget else settings["steps"] or max(10_000, len(X))
+                steps = None if args.own_budget else (settings["steps"] or max(10_000, len(X)))
                 rows += run_one(name, X, protocol, seed, settings["methods"], steps, overrides,
                                 settings["semicontinuous"])
                 print(name, protocol, seed, {r["method"]: round(r["error"], 4) for r in rows[-len(settings["methods"]):]},

@@ -292,6 +292,15 @@ def _format_of(path: Path, role: str) -> str:
     return fmt
 
 
+def exact_float_options() -> dict:
+    """``pd.read_csv`` options that read every float back exactly as written: pandas 2's
+    default parser can be off by one unit in the last place; pandas 3 is exact and
+    deprecates the option."""
+    import pandas as pd
+
+    return {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
 def read_table(path: Path, missing_values: str | None = None):
     """Read a CSV or Parquet table and check that skmissvae can model its columns.
 
@@ -317,11 +326,7 @@ def read_table(path: Path, missing_values: str | None = None):
     try:
         if fmt == "csv":
             text = missing_values is not None and _number(missing_values) is None
-            # Every observed value is read back exactly as written: pandas 2's default
-            # parser can be off by one unit in the last place; pandas 3 is exact and
-            # deprecates the option.
-            exact = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-            frame = pd.read_csv(path, na_values=[missing_values] if text else None, **exact)
+            frame = pd.read_csv(path, na_values=[missing_values] if text else None, **exact_float_options())
         else:
             frame = pd.read_parquet(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as error:

@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skmissvae._cli import _build_model, _parser, main
+from skmissvae._cli import _build_model, _parser, exact_float_options, main
 
 # The tiny fits stop at max_iter on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 FAST = ["--max-iter", "2", "--latent-dim", "2", "--device", "cpu", "-q"]
-# Read floats exactly as written (pandas 3 does by default and deprecates the option).
-EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+EXACT_FLOATS = exact_float_options()  # read floats back exactly as written
 HAS_PARQUET = any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
 
 

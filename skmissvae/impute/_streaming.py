@@ -39,8 +39,9 @@ class IncrementalFitMixin:
         weights.
 
         Unlike ``fit``, training runs at the constant ``learning_rate`` (1e-3 for "auto",
-        the step size of long runs) and never stops by itself (``max_iter``, ``lr_schedule`` and ``early_stopping`` are not used):
-        call it again for every block and every pass, and stop when ``score`` on a
+        the step size of long runs) and never stops by itself (``max_iter``,
+        ``lr_schedule`` and ``early_stopping`` are not used): call it again for every
+        block and every pass, and stop when ``score`` on a
         held-out block stops improving. Adam's moments, the step count and the random
         generator are kept in the estimator between calls; pickling the estimator between
         two calls gives the same model as not pickling. ``skmissvae.save`` keeps the
