@@ -198,6 +198,9 @@ def run_one(name, X, protocol, seed, methods, steps, overrides, semicontinuous=N
             "n_rows": len(X_missing), "n_features": X.shape[1], "missing_share": float(1 - observed.mean()),
             "steps": None if method in BASELINES else steps,
             "semicontinuous_columns": None if method in BASELINES else len(declared),
+            # The decoder floor in use (min_scale="auto" chooses it) and the epochs trained.
+            "min_scale": getattr(imputer, "min_scale_", None),
+            "epochs": getattr(imputer, "n_iter_", None),
         })
     return rows
 

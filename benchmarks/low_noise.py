@@ -100,6 +100,7 @@ INTRINSIC = {"clusters": 2, "relations": 4}
 # relations; max_iter=600 without early stopping triples the default's 200 epochs.
 VARIANTS = {
     "default": {},
+    "min_scale=0.1": {"min_scale": 0.1},
     "min_scale=1e-3": {"min_scale": 1e-3},
     "latent_dim=intrinsic": {"latent_dim": "intrinsic"},
     "max_iter=600, no early stopping": {"max_iter": 600, "early_stopping": False},
@@ -257,7 +258,7 @@ def run_vae(table: str, data: dict, variant: str, seed: int, quick: bool, more_s
     mixture, test_missing = data["mixture"], data["test_missing"]
     ll_true = data["loglik_true"]
     ll_model = imputer.score_samples(test_missing)
-    ll_floor = floored(mixture, imputer.min_scale * imputer.scale_).log_likelihood(test_missing)
+    ll_floor = floored(mixture, imputer.min_scale_ * imputer.scale_).log_likelihood(test_missing)
     start = time.perf_counter()
     imputed = imputer.transform(test_missing)
     transform_time = time.perf_counter() - start
@@ -288,6 +289,7 @@ def run_vae(table: str, data: dict, variant: str, seed: int, quick: bool, more_s
         # Best held-out score of training (the objective per held-out row, standardised
         # units; minus the training loss without early stopping; see validation_split).
         "validation_best": float(np.nanmax(imputer.validation_scores_)),
+        "floor": imputer.min_scale_,
         "epochs": imputer.n_iter_,
         "best_iteration": imputer.best_iteration_,
         "refitted": bool(getattr(imputer, "refitted_", False)),
@@ -331,7 +333,7 @@ def run_peers(table: str, data: dict, quick: bool) -> list[dict]:
 # ---------------------------------------------------------------------------------------
 COLUMNS = ["gap", "gap_train", "floor_gap", "rmse", "rmse / MissForest", "ratio_sd", "rmse / oracle",
            "rmse_determined", "rmse_ambiguous", "gap_sub", "gap_more_samples",
-           "rmse_determined_sub", "rmse_determined_more_samples", "fit_time_s", "epochs", "best_iteration"]
+           "rmse_determined_sub", "rmse_determined_more_samples", "floor", "fit_time_s", "epochs", "best_iteration"]
 
 
 def summarise(frame: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -366,7 +368,7 @@ def write_report(frame: pd.DataFrame, stem: str, command: str, note: str, wall_t
         summary = summarise(frame, table)
         rows = frame[frame["table"] == table]
         true = rows["loglik_true"].dropna().iloc[0]
-        share = rows["determined_share"].dropna()
+        share = rows["determined_share"].dropna() if "determined_share" in rows else []
         determined = f" {share.iloc[0]:.1%} of the test rows are determined." if len(share) else ""
         body.append(f"## {table}\n\nTrue mean log-density of the observed test entries: "
                     f"{true:.3f} nats per row.{determined}\n\n"

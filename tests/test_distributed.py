@@ -30,14 +30,20 @@ def two_ranks(tmp_path_factory):
     return [torch.load(out / f"estimators_{r}.pt", weights_only=False) for r in range(2)]
 
 
-@pytest.mark.parametrize("name", ["mixture", "demiss"])
+@pytest.mark.parametrize("name", ["mixture", "demiss", "auto_floor"])
 def test_every_rank_ends_with_the_same_model(two_ranks, name):
     first, second = (rank[name] for rank in two_ranks)
     assert first["n_iter"] == second["n_iter"]
+    assert first["min_scale"] == second["min_scale"]
     assert first["validation"] == second["validation"]  # pooled: every rank stops alike
     assert (first["mean"] == second["mean"]).all()  # the whole table's standardisation
     for key, value in first["weights"].items():
         assert torch.equal(value, second["weights"][key]), key
+
+
+def test_min_scale_auto_lowers_the_floor_of_every_rank_alike(two_ranks):
+    # The floor is chosen on the pooled held-out rows and binding shares of both shards.
+    assert two_ranks[0]["auto_floor"]["min_scale"] < 0.1
 
 
 def test_standardisation_is_the_whole_tables(two_ranks):

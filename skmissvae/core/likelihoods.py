@@ -67,6 +67,10 @@ class GaussianLikelihood:
         """``E[x | z]``, shape ``[..., B, D]``."""
         return self.params(h)[0]
 
+    def scale(self, h: Tensor) -> Tensor:
+        """The Gaussian's standard deviation, shape ``[..., B, D]``."""
+        return self.params(h)[1]
+
     def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One draw ``x ~ p(x | z)`` per decoder output, shape ``[..., B, D]``."""
         loc, scale = self.params(h)
@@ -124,6 +128,10 @@ class ZeroInflatedGaussianLikelihood:
         logit, loc, _ = self.params(h)
         return torch.sigmoid(-logit) * loc
 
+    def scale(self, h: Tensor) -> Tensor:
+        """The standard deviation of the Gaussian part, shape ``[..., B, D]``."""
+        return self.params(h)[2]
+
     def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One draw per decoder output ``[..., B, D]``: exactly 0 with probability ``pi``."""
         logit, loc, scale = self.params(h)
@@ -153,6 +161,10 @@ class BernoulliLikelihood:
     def mean(self, h: Tensor) -> Tensor:
         """``P(x = 1 | z)``, shape ``[..., B, D]``."""
         return torch.sigmoid(h)
+
+    def scale(self, h: Tensor) -> Tensor:
+        """NaN: a Bernoulli has no scale parameter, shape ``[..., B, D]``."""
+        return torch.full_like(h, torch.nan)
 
     def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One 0/1 draw per decoder output, shape ``[..., B, D]``."""
@@ -186,6 +198,10 @@ class CategoricalLikelihood:
     def mean(self, h: Tensor) -> Tensor:
         """Class probabilities ``softmax(h)``, shape ``[..., B, C]``."""
         return torch.softmax(h, dim=-1)
+
+    def scale(self, h: Tensor) -> Tensor:
+        """NaN: a categorical has no scale parameter, shape ``[..., B, C]``."""
+        return torch.full_like(h, torch.nan)
 
     def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One one-hot draw per decoder output, shape ``[..., B, C]``.
@@ -302,6 +318,11 @@ class MixedLikelihood:
         """Block means ``[..., B, D]``: Gaussian locations, zero-inflated means, Bernoulli
         and class probabilities."""
         return torch.cat([part.mean(h_block) for part, h_block in self._outputs_of(h)], -1)
+
+    def scale(self, h: Tensor) -> Tensor:
+        """Standard deviations of the Gaussian and zero-inflated blocks ``[..., B, D]``;
+        NaN in the columns of the other blocks."""
+        return torch.cat([part.scale(h_block) for part, h_block in self._outputs_of(h)], -1)
 
     def sample(self, h: Tensor, generator: GeneratorLike = None, *, row_dim: int = -2) -> Tensor:
         """One draw per decoder output ``[..., B, D]``; categorical blocks are one-hot."""

@@ -131,7 +131,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         "hidden_width": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_hidden_blocks": [Interval(numbers.Integral, 0, None, closed="left")],
         "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
-        "min_scale": [Interval(numbers.Real, 0, None, closed="neither")],
+        "min_scale": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -215,7 +215,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         problem = self._training_problem(model, x, mask, generator)
         proposal = self._build_proposal(problem, x, mask, generator, table)
         self.fitted_model_ = FittedModel(model, table, self._model_config(), proposal, device)
-        fit = _FitData(X, values, observed, x, mask, generator, config)
+        fit = _FitData(X, values, observed, x, mask, generator, config, generator.get_state())
         try:
             result = self._train(problem, fit, type(self).__name__)
             result = self._after_training(problem, result, fit)
@@ -347,6 +347,8 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
     device_ = property(lambda self: self.fitted_model_.device, doc="The training device.")
     mean_ = property(lambda self: self.fitted_model_.table.mean_, doc="Centre of each encoded column.")
     scale_ = property(lambda self: self.fitted_model_.table.scale_, doc="Scale of each encoded column.")
+    min_scale_ = property(lambda self: self.fitted_model_.config.min_scale,
+                          doc="The decoder's scale floor, in column standard deviations ('auto' resolved).")
     empty_features_ = property(lambda self: self.fitted_model_.table.empty_,
                                doc="Input columns without an observed value at fit.")
     column_types_ = property(lambda self: self.fitted_model_.table.column_types_,
@@ -477,3 +479,4 @@ class _FitData:
     mask: torch.Tensor  # observed, on the training device
     generator: torch.Generator
     config: TrainingConfig
+    generator_state: torch.Tensor  # the generator's state before training (to replay its split)

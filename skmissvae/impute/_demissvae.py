@@ -317,6 +317,7 @@ class DeMissVAEImputer(BaseVAEImputer):
 
     _parameter_constraints: dict = {
         **BaseVAEImputer._parameter_constraints,
+        "min_scale": [Interval(numbers.Real, 0, None, closed="neither")],
         "n_imputations": [Interval(numbers.Integral, 1, None, closed="left")],
         "sampler": [StrOptions({"lair", "pseudo_gibbs"})],
         "lair_iterations": [Interval(numbers.Integral, 1, None, closed="left")],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
@@ -476,3 +478,18 @@ def test_mixed_likelihood_with_a_zero_inflated_block():
     expected = zero_inflated.log_prob(x, observed, h3) + BernoulliLikelihood().log_prob(xb, mask[:, 2:], h[..., 6:])
     torch.testing.assert_close(mixed.log_prob(full, mask, h), expected)
     torch.testing.assert_close(mixed.mean(h)[..., :2], zero_inflated.mean(h3))
+
+
+def test_scale_is_the_gaussian_standard_deviation_and_nan_for_discrete_blocks():
+    mixed = MixedLikelihood(
+        [("gaussian", 1), ("zero_inflated", 1), ("bernoulli", 1), ("categorical", 2)], min_scale=0.3
+    )
+    # Outputs: Gaussian (loc, raw scale), zero-inflated (logit, loc, raw scale), one
+    # Bernoulli logit, two categorical logits.
+    h = torch.tensor([[0.5, -1e4, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]], dtype=DTYPE)
+    scale = mixed.scale(h)
+    assert scale.shape == (1, 5)
+    expected = torch.tensor([[0.3, math.log1p(math.e) + 0.3]], dtype=DTYPE)  # softplus(1) = log(1 + e)
+    torch.testing.assert_close(scale[:, :2], expected)
+    assert torch.isnan(scale[:, 2:]).all()
+    torch.testing.assert_close(GaussianLikelihood(0.3).scale(h[:, :2]), scale[:, :1])

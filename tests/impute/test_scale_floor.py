@@ -1,0 +1,134 @@
+"""min_scale="auto": the decoder floor is lowered only where held-out rows gain from it."""
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_array_equal
+from sklearn.utils._param_validation import InvalidParameterError
+
+import skmissvae
+from _helpers import script_validation
+from skmissvae import DeMissVAEImputer, MixtureVAEImputer
+from skmissvae.impute import _floor
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+PARAMS = dict(latent_dim=2, hidden_width=32, n_hidden_blocks=1, batch_size=64, max_iter=20,
+              n_impute_samples=32, n_score_samples=64, device="cpu", random_state=0)
+
+
+def tight_table(n_rows=2000, seed=0):
+    """One free column and three linear functions of it plus noise of 1 % of their spread
+    (the same functions for every ``seed``); complete and incomplete (20 % missing)."""
+    slopes = np.random.RandomState(0).standard_normal((1, 3))
+    rng = np.random.RandomState(seed + 1)
+    factor = rng.standard_normal((n_rows, 1))
+    X = np.column_stack([factor, factor @ slopes + 0.01 * rng.standard_normal((n_rows, 3))])
+    X_missing = X.copy()
+    X_missing[rng.rand(*X.shape) < 0.2] = np.nan
+    empty = np.isnan(X_missing).all(axis=1)
+    X_missing[empty, 0] = X[empty, 0]
+    return X, X_missing
+
+
+def noise_table(n_rows=600, seed=0):
+    """Independent standard-normal columns: every decoder scale stays near 1."""
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n_rows, 4))
+    X[rng.rand(*X.shape) < 0.2] = np.nan
+    return X
+
+
+def weights(imputer):
+    return [p.detach().clone() for p in imputer.model_.parameters()]
+
+
+def assert_same_weights(a, b):
+    for x, y in zip(weights(a), weights(b), strict=True):
+        assert torch.equal(x, y)
+
+
+def test_auto_lowers_the_floor_of_tightly_related_columns_and_scores_higher():
+    X, X_missing = tight_table()
+    auto = MixtureVAEImputer(**PARAMS).fit(X_missing)
+    fixed = MixtureVAEImputer(min_scale=0.1, **PARAMS).fit(X_missing)
+    assert auto.min_scale_ in _floor.AUTO_FLOORS[1:]
+    assert auto.model_.likelihood.min_scale == auto.min_scale_
+    assert fixed.min_scale_ == 0.1
+    # The kept stages' epochs follow the main run's.
+    assert auto.n_iter_ > fixed.n_iter_ == PARAMS["max_iter"]
+    assert len(auto.loss_curve_) == len(auto.validation_scores_) == auto.n_iter_
+    # New rows from the same law: the lower floor is worth nats per row.
+    _, X_new = tight_table(seed=1)
+    assert auto.score(X_new) > fixed.score(X_new) + 1.0
+
+
+def test_auto_leaves_data_without_tight_structure_at_the_first_floor():
+    X = noise_table()
+    auto = MixtureVAEImputer(**PARAMS).fit(X)
+    fixed = MixtureVAEImputer(min_scale=0.1, **PARAMS).fit(X)
+    assert auto.min_scale_ == 0.1 and auto.n_iter_ == fixed.n_iter_
+    assert_same_weights(auto, fixed)
+
+
+def test_auto_without_held_out_rows_is_the_first_floor():
+    _, X_missing = tight_table()
+    for params in (dict(early_stopping=False), dict(validation_split="entries")):
+        auto = MixtureVAEImputer(**PARAMS, **params).fit(X_missing)
+        fixed = MixtureVAEImputer(min_scale=0.1, **PARAMS, **params).fit(X_missing)
+        assert auto.min_scale_ == 0.1
+        assert_same_weights(auto, fixed)
+
+
+def test_a_lower_floor_that_does_not_score_higher_is_undone(monkeypatch):
+    # The held-out rows score 1.0 in the main run and 0.0 at the lower floor.
+    _, X_missing = tight_table()
+    script_validation(monkeypatch, [1.0] * PARAMS["max_iter"] + [0.0])
+    auto = MixtureVAEImputer(**PARAMS).fit(X_missing)
+    script_validation(monkeypatch, [1.0] * PARAMS["max_iter"] + [0.0])
+    fixed = MixtureVAEImputer(min_scale=0.1, **PARAMS).fit(X_missing)
+    assert auto.min_scale_ == 0.1 and auto.model_.likelihood.min_scale == 0.1
+    assert auto.n_iter_ == fixed.n_iter_ and auto.fit_time_ > 0
+    assert_same_weights(auto, fixed)
+
+
+def test_a_lower_floor_is_kept_only_when_it_scores_clearly_higher(monkeypatch):
+    # 0.01 scores 2.0 against 1.0 and is kept; 0.001 (if the floor still binds) scores no
+    # higher than 2.0 and is undone.
+    _, X_missing = tight_table()
+    script_validation(monkeypatch, [1.0] * PARAMS["max_iter"] + [2.0])
+    auto = MixtureVAEImputer(**PARAMS).fit(X_missing)
+    stage = PARAMS["max_iter"] // 4
+    assert auto.min_scale_ == 0.01
+    assert auto.n_iter_ == PARAMS["max_iter"] + stage
+    assert auto.validation_scores_ == [1.0] * PARAMS["max_iter"] + [2.0] * stage
+
+
+def test_binding_share_counts_observed_entries_with_a_scale_at_the_floor():
+    def share(X, floor):
+        imputer = MixtureVAEImputer(min_scale=0.1, **PARAMS).fit(X)
+        fitted = imputer.fitted_model_
+        x, mask = fitted.table.to_tensors(*fitted.table.encode(X), torch.device("cpu"))
+        return _floor.binding_share(imputer.model_, x, mask, floor, torch.Generator().manual_seed(0))
+
+    tight, noise = tight_table()[1], noise_table()
+    # The tight columns are predicted near or below the floor, independent noise far above it.
+    assert share(tight, 0.1) > 0.5 > share(noise, 0.1)
+    # A floor far above every scale binds everything; one below every scale nothing.
+    assert share(noise, 100.0) == 1.0
+    assert share(tight, 1e-9) == 0.0
+
+
+def test_a_saved_model_keeps_the_floor_auto_chose(tmp_path):
+    _, X_missing = tight_table()
+    imputer = MixtureVAEImputer(**PARAMS).fit(X_missing)
+    skmissvae.save(imputer, tmp_path / "imputer.pt")
+    loaded = skmissvae.load(tmp_path / "imputer.pt")
+    assert loaded.min_scale == "auto" and loaded.min_scale_ == imputer.min_scale_ < 0.1
+    assert_array_equal(loaded.transform(X_missing), imputer.transform(X_missing))
+    assert_array_equal(loaded.score_samples(X_missing), imputer.score_samples(X_missing))
+
+
+def test_demissvae_takes_a_number_only():
+    with pytest.raises(InvalidParameterError, match="min_scale"):
+        DeMissVAEImputer(min_scale="auto", max_iter=1).fit(noise_table())
