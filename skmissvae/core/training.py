@@ -35,6 +35,7 @@ __all__ = [
     "mean_and_standard_error",
     "run_epoch",
     "split_entries",
+    "split_rows",
     "stopping_rule",
     "train",
 ]
@@ -120,8 +121,6 @@ class TrainingResult:
     stopped_early: bool = False
     n_non_finite_steps: int = 0
     fit_time: float = 0.0
-    # Held-out per-row scores of the kept epoch (this process's rows; None without any).
-    validation_values: Optional[Tensor] = None
 
 
 def split_rows(n_rows: int, validation_fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -248,9 +247,8 @@ def stopping_rule(config: TrainingConfig) -> OverfittingRule | NoImprovementRule
     return rule(config.n_iter_no_change, config.tol)
 
 
-def _evaluate(score_fn, x, observed, rows, batch_size, seed) -> tuple[float, float, Tensor]:
-    """Mean per-row score over ``rows`` (of every process), its standard error, and the
-    per-row scores of this process's ``rows``."""
+def _evaluate(score_fn, x, observed, rows, batch_size, seed) -> tuple[float, float]:
+    """Mean per-row score over ``rows`` (of every process) and its standard error."""
     # A fixed seed gives every epoch the same Monte-Carlo noise (common random numbers),
     # so validation scores differ only through the parameters.
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -259,7 +257,7 @@ def _evaluate(score_fn, x, observed, rows, batch_size, seed) -> tuple[float, flo
             score_fn(x[idx], observed[idx], idx, generator).double()
             for idx in rows.split(batch_size)
         ] + [torch.zeros(0, dtype=torch.float64, device=x.device)])
-    return (*mean_and_standard_error(values), values)
+    return mean_and_standard_error(values)
 
 
 def mean_and_standard_error(values: Tensor) -> tuple[float, float]:
@@ -434,7 +432,7 @@ def train(
         )
     val_seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
     result = TrainingResult()
-    best_score, best_state, best_values, n_worse, non_finite_run, n_steps = -math.inf, None, None, 0, 0, 0
+    best_score, best_state, n_worse, non_finite_run, n_steps = -math.inf, None, 0, 0, 0
     latest_is_good = False
     has_validation = max_across(len(val_rows)) > 0
 
@@ -453,17 +451,16 @@ def train(
 
         model.eval()
         if has_validation:
-            score, standard_error, values = _evaluate(score_fn, x_filled, observed, val_rows, 4 * batch_size,
-                                                      val_seed)
+            score, standard_error = _evaluate(score_fn, x_filled, observed, val_rows, 4 * batch_size, val_seed)
         else:
-            score, standard_error, values = -result.loss_curve[-1], 0.0, None
+            score, standard_error = -result.loss_curve[-1], 0.0
         result.validation_scores.append(score)
         result.validation_standard_errors.append(standard_error)
         # A finite score can come with weights already broken by the epoch's last steps.
         usable = math.isfinite(score) and _all_finite(model)
         improved = usable and score > best_score + config.tol
         if improved:
-            best_score, result.best_epoch, best_values = score, epoch, values
+            best_score, result.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
         latest_is_good = rule.latest_is_good(score, standard_error, best_score, improved, usable)
         n_worse = 0 if latest_is_good else n_worse + 1
@@ -488,10 +485,9 @@ def train(
     # Also restore when the last steps were non-finite: the final weights may be NaN.
     keep_final = rule.keep_final(latest_is_good, result.stopped_early, _all_finite(model))
     if non_finite_run == 0 and (keep_final or not has_validation):
-        result.best_epoch, result.validation_values = result.n_epochs - 1, values
+        result.best_epoch = result.n_epochs - 1
     else:
         model.load_state_dict(best_state)
-        result.validation_values = best_values
     model.eval()
     result.fit_time = time.perf_counter() - start_time
     return result

@@ -80,28 +80,59 @@ def test_auto_without_held_out_rows_is_the_first_floor():
         assert_same_weights(auto, fixed)
 
 
+def script_held_out_scores(monkeypatch, means):
+    """Make the floor search see held-out rows scoring ``means[i]`` (then the last one)
+    on its i-th evaluation, with a row-to-row spread of 1."""
+    calls = iter(list(means) + [means[-1]] * 10)
+
+    def scripted(estimator, fit):
+        spread = torch.linspace(-1.0, 1.0, 101, dtype=torch.float64)
+        return next(calls) + spread
+
+    monkeypatch.setattr(_floor, "held_out_scores", scripted)
+
+
 def test_a_lower_floor_that_does_not_score_higher_is_undone(monkeypatch):
-    # The held-out rows score 1.0 in the main run and 0.0 at the lower floor.
     _, X_missing = tight_table()
-    script_validation(monkeypatch, [1.0] * PARAMS["max_iter"] + [0.0])
+    script_held_out_scores(monkeypatch, [1.0, 0.5])  # before and after the stage at 0.01
     auto = MixtureVAEImputer(**PARAMS).fit(X_missing)
-    script_validation(monkeypatch, [1.0] * PARAMS["max_iter"] + [0.0])
     fixed = MixtureVAEImputer(min_scale=0.1, **PARAMS).fit(X_missing)
     assert auto.min_scale_ == 0.1 and auto.model_.likelihood.min_scale == 0.1
-    assert auto.n_iter_ == fixed.n_iter_ and auto.fit_time_ > 0
+    assert auto.n_iter_ == fixed.n_iter_ and auto.fit_time_ > fixed.fit_time_ / 2
     assert_same_weights(auto, fixed)
 
 
-def test_a_lower_floor_is_kept_only_when_it_scores_clearly_higher(monkeypatch):
-    # 0.01 scores 2.0 against 1.0 and is kept; 0.001 (if the floor still binds) scores no
-    # higher than 2.0 and is undone.
+@pytest.mark.parametrize(("means", "floor"), [([1.0, 2.0, 2.0], 0.01), ([1.0, 1.001], 0.1)])
+def test_a_lower_floor_is_kept_only_when_it_scores_clearly_higher(monkeypatch, means, floor):
+    # Pairs of rows differ by exactly the mean gain (standard error 0): 0.01 gains 1 nat
+    # and is kept, 0.001 (tried if the floor still binds) gains nothing; a gain as small
+    # as tol is not enough.
     _, X_missing = tight_table()
-    script_validation(monkeypatch, [1.0] * PARAMS["max_iter"] + [2.0])
+    script_held_out_scores(monkeypatch, means)
     auto = MixtureVAEImputer(**PARAMS).fit(X_missing)
     stage = PARAMS["max_iter"] // 4
-    assert auto.min_scale_ == 0.01
-    assert auto.n_iter_ == PARAMS["max_iter"] + stage
-    assert auto.validation_scores_ == [1.0] * PARAMS["max_iter"] + [2.0] * stage
+    assert auto.min_scale_ == floor
+    assert auto.n_iter_ == PARAMS["max_iter"] + (stage if floor < 0.1 else 0)
+    assert len(auto.validation_scores_) == auto.n_iter_
+
+
+def test_the_decision_scores_the_rows_that_training_held_out(monkeypatch):
+    # Every stage and every scoring replays the main run's split instead of drawing anew.
+    from skmissvae.core import training
+
+    held, split = [], training.split_rows
+
+    def spy(n_rows, fraction, generator):
+        rows = split(n_rows, fraction, generator)
+        held.append(rows[1].clone())
+        return rows
+
+    monkeypatch.setattr(training, "split_rows", spy)
+    monkeypatch.setattr(_floor, "split_rows", spy)
+    auto = MixtureVAEImputer(**PARAMS).fit(tight_table()[1])
+    assert auto.min_scale_ < 0.1
+    assert len(held) >= 4  # main run, scoring before the stage, the stage, scoring after it
+    assert all(torch.equal(rows, held[0]) for rows in held)
 
 
 def test_binding_share_counts_observed_entries_with_a_scale_at_the_floor():
