@@ -267,6 +267,25 @@ def test_max_iter_takes_a_positive_number_or_auto(csv_table, capsys, value):
     assert "expected a positive integer" in _error(capsys)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "low"])
+def test_min_scale_takes_a_positive_number_or_auto(csv_table, capsys, value):
+    path, _ = csv_table
+    with pytest.raises(SystemExit):
+        main(["impute", str(path), "-o", "o.csv", "--min-scale", value])
+    assert "expected a positive number or 'auto'" in _error(capsys)
+
+
+def test_min_scale_reaches_the_estimator(csv_table, capsys):
+    path, frame = csv_table
+    for value, expected in (([], "auto"), (["--min-scale", "0.02"], 0.02), (["--min-scale", "auto"], "auto")):
+        args = _parser().parse_args(["impute", str(path), "-o", "o.csv", *value])
+        assert _build_model(args, frame).min_scale == expected
+    args = _parser().parse_args(["impute", str(path), "-o", "o.csv", "--method", "DeMissVAE", "--min-scale", "0.3"])
+    assert _build_model(args, frame).min_scale == 0.3
+    assert main(["impute", str(path), "-o", "o.csv", "--method", "DeMissVAE", "--min-scale", "auto"]) == 2
+    assert "does not apply to DeMissVAE" in _error(capsys)
+
+
 def test_output_is_required(csv_table, capsys):
     path, _ = csv_table
     with pytest.raises(SystemExit):
