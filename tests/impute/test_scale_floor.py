@@ -1,6 +1,7 @@
 """min_scale="auto": the decoder floor is lowered only where held-out rows gain from it."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from numpy.testing import assert_array_equal
@@ -163,3 +164,15 @@ def test_a_saved_model_keeps_the_floor_auto_chose(tmp_path):
 def test_demissvae_takes_a_number_only():
     with pytest.raises(InvalidParameterError, match="min_scale"):
         DeMissVAEImputer(min_scale="auto", max_iter=1).fit(noise_table())
+
+
+def test_auto_on_a_mixed_type_table_judges_the_continuous_columns():
+    # A categorical column (no scale) beside the tight continuous ones: the search runs.
+    X, X_missing = tight_table()
+    frame = pd.DataFrame(X_missing, columns=list("abcd"))
+    frame["sign"] = pd.Series(np.where(X[:, 0] > 0, "up", "down"), dtype="category")
+    frame.loc[::7, "sign"] = np.nan
+    imputer = MixtureVAEImputer(**PARAMS).fit(frame)
+    assert imputer.min_scale_ < 0.1
+    completed = imputer.transform(frame)
+    assert completed.notna().all().all() and list(completed.columns) == list(frame.columns)
