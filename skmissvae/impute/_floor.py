@@ -39,8 +39,9 @@ def initial_floor(min_scale) -> float:
 
 
 def binding_share(model, x, observed, floor: float, generator: torch.Generator) -> float:
-    """Share of the observed entries with a scale whose decoder scale, at one draw from
-    the encoder per row, is under twice ``floor`` (over every process)."""
+    """Share of the observed continuous entries (those with a scale parameter) whose
+    decoder scale, at one draw from the encoder per row, is under twice ``floor``; over
+    the first rows of every process."""
     rows = slice(0, _BINDING_ROWS)
     x, observed = x[rows], observed[rows]
     with torch.no_grad():

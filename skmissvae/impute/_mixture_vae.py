@@ -82,7 +82,8 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
         trains on for a quarter of ``max_iter``, keeping the lower floor only if the
         held-out rows score clearly higher (by ``tol`` and two standard errors), then
         likewise to 0.001. Data whose columns are related more tightly than a tenth of
-        their spread gain several nats per row; other data train exactly as with 0.1.
+        their spread gain up to a few nats per row, for about a third more fit time;
+        other data train exactly as with 0.1.
         The search needs held-out rows (``early_stopping=True``,
         ``validation_split="rows"``); without them "auto" is 0.1. The floor in use is
         ``min_scale_``.
