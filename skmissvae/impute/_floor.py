@@ -57,9 +57,7 @@ def held_out_scores(estimator, fit) -> torch.Tensor:
     """``score_samples`` of this process's held-out rows of the main run (replayed from the
     generator's state before training), with a fixed seed: per-row values that pair up
     between models."""
-    replay = torch.Generator(device=fit.generator.device)
-    replay.set_state(fit.generator_state)
-    rows = split_rows(len(fit.x), fit.config.validation_fraction, replay)[1].cpu().numpy()
+    rows = split_rows(len(fit.x), fit.config.validation_fraction, _replayed(fit))[1].cpu().numpy()
     scores = estimator.fitted_model_.log_likelihood(
         fit.values[rows], fit.observed[rows], n_samples=estimator.n_score_samples, random_state=0)
     return torch.from_numpy(np.asarray(scores, dtype=np.float64))
@@ -88,9 +86,7 @@ def lower_floor(estimator, problem, result: TrainingResult, fit) -> TrainingResu
         kept = held_out_scores(estimator, fit) if kept is None else kept
         state = copy.deepcopy(model.state_dict())
         model.likelihood = fitted.table.likelihood(lower)
-        replay = torch.Generator(device=fit.generator.device)
-        replay.set_state(fit.generator_state)
-        stage_fit = dataclasses.replace(fit, config=stage_config, generator=replay)
+        stage_fit = dataclasses.replace(fit, config=stage_config, generator=_replayed(fit))
         try:
             stage = estimator._train(problem, stage_fit, f"{type(estimator).__name__} at floor {lower:g}")
             scores = held_out_scores(estimator, fit)
@@ -109,15 +105,23 @@ def lower_floor(estimator, problem, result: TrainingResult, fit) -> TrainingResu
     return result
 
 
+def _replayed(fit) -> torch.Generator:
+    """A generator in the state the main run's had before training."""
+    generator = torch.Generator(device=fit.generator.device)
+    generator.set_state(fit.generator_state)
+    return generator
+
+
 def _appended(first: TrainingResult, stage: TrainingResult) -> TrainingResult:
     """``first`` followed by ``stage``: curves joined, epochs counted on."""
-    merged = copy.copy(first)
-    merged.loss_curve = first.loss_curve + stage.loss_curve
-    merged.validation_scores = first.validation_scores + stage.validation_scores
-    merged.validation_standard_errors = first.validation_standard_errors + stage.validation_standard_errors
-    merged.best_epoch = first.n_epochs + stage.best_epoch
-    merged.n_epochs = first.n_epochs + stage.n_epochs
-    merged.stopped_early = stage.stopped_early
-    merged.n_non_finite_steps = first.n_non_finite_steps + stage.n_non_finite_steps
-    merged.fit_time = first.fit_time + stage.fit_time
-    return merged
+    return dataclasses.replace(
+        first,
+        loss_curve=first.loss_curve + stage.loss_curve,
+        validation_scores=first.validation_scores + stage.validation_scores,
+        validation_standard_errors=first.validation_standard_errors + stage.validation_standard_errors,
+        best_epoch=first.n_epochs + stage.best_epoch,
+        n_epochs=first.n_epochs + stage.n_epochs,
+        stopped_early=stage.stopped_early,
+        n_non_finite_steps=first.n_non_finite_steps + stage.n_non_finite_steps,
+        fit_time=first.fit_time + stage.fit_time,
+    )
