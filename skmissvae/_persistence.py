@@ -30,7 +30,8 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 # 1.1 added the min_scale parameter; 1.0 files are read with the floor they were trained with.
 # 1.2 added ensembles (VAEEnsembleImputer): the members are stored as single models are.
 # 1.3 stores the fitted model whole (table encoder with every column type, proposal).
-FORMAT_VERSION = (1, 3)
+# 1.4 added choice_gradient; older ancestral mixtures were trained with "implicit".
+FORMAT_VERSION = (1, 4)
 
 _MAGIC = "skmissvae-estimator"
 
@@ -259,6 +260,8 @@ def _model_from_state(state: dict, version: tuple):
     params = {key: _decode(entry) for key, entry in state["params"].items()}
     if tuple(version[:2]) < (1, 1):
         params["min_scale"] = SCALE_FLOOR  # the decoder's fixed floor before min_scale existed
+    if tuple(version[:2]) < (1, 4) and state["estimator"] == "MixtureVAEImputer":
+        params["choice_gradient"] = "implicit"  # the only estimator before choice_gradient existed
     estimator = _estimator_class(state["estimator"])(**params)
     attributes = {key: _decode(entry) for key, entry in state["attributes"].items()}
     if tuple(version[:2]) < (1, 3):

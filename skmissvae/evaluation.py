@@ -71,7 +71,8 @@ def refit_test_log_likelihood(
     samples (Adam with amsgrad, ``learning_rate`` annealed to 0 by a cosine schedule).
     Encoders of mixture models trained with stratified sampling are refitted with the
     stratified IWELBO (``n_refit_particles // n_components`` draws per component), the
-    others with the ancestral or single-Gaussian IWELBO. Each row is then scored by an
+    others with the ancestral (with the estimator's ``choice_gradient``) or single-Gaussian
+    IWELBO. Each row is then scored by an
     IWELBO with ``n_importance_samples`` draws from the refitted encoder. Refitting closes
     the encoder's inference gap, so the result measures the decoder ``p(x)`` alone.
 
@@ -138,15 +139,16 @@ def refit_test_log_likelihood(
     if n_refit_epochs:
         x, mask = fitted.table.to_tensors(values, observed, device)
         sampling = getattr(estimator, "sampling", "ancestral")
-        _refit_encoder(model, x, mask, sampling, estimator.clip_grad_norm, n_refit_epochs, n_refit_particles,
-                       learning_rate, batch_size, generator)
+        choice_gradient = getattr(estimator, "choice_gradient", "implicit")
+        _refit_encoder(model, x, mask, sampling, choice_gradient, estimator.clip_grad_norm, n_refit_epochs,
+                       n_refit_particles, learning_rate, batch_size, generator)
     # Scored by the refitted encoder, with the Jacobian of the fitted table encoder.
     refitted = FittedModel(model.eval(), fitted.table, fitted.config, EncoderProposal(), device)
     return refitted.log_likelihood(values, observed, n_samples=n_importance_samples, random_state=scoring_state)
 
 
-def _refit_encoder(model, x, mask, sampling, clip_grad_norm, n_epochs, n_particles, learning_rate, batch_size,
-                   generator):
+def _refit_encoder(model, x, mask, sampling, choice_gradient, clip_grad_norm, n_epochs, n_particles,
+                   learning_rate, batch_size, generator):
     """Train ``model.encoder`` in place on ``(x, mask)`` with the decoder frozen."""
     for param in model.decoder.parameters():
         param.requires_grad_(False)  # on the copy only
@@ -156,7 +158,7 @@ def _refit_encoder(model, x, mask, sampling, clip_grad_norm, n_epochs, n_particl
         n_particles = model.n_components * math.ceil(n_particles / model.n_components)
     problem = FiniteMixtureProblem(
         model, objective="iwelbo", sampling="stratified" if stratified else "ancestral",
-        n_particles=n_particles, parameters=list(model.encoder.parameters()),
+        n_particles=n_particles, choice_gradient=choice_gradient, parameters=list(model.encoder.parameters()),
     )
     config = TrainingConfig(
         max_epochs=n_epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule="cosine",

@@ -86,8 +86,11 @@ class NormalMixture:
     -----
     ``rsample_ancestral`` draws ``k ~ Cat(pi)`` then ``z ~ N(loc_k, scale_k)`` and carries
     implicit-reparameterisation gradients (Figurnov et al., 2018; Graves, 2016) through the
-    distributional transform of the mixture; ``rsample_stratified`` draws from every
-    component with the ordinary reparameterisation trick (Simkus & Gutmann, 2024, sec. 4).
+    distributional transform of the mixture; ``rsample_choice_score`` makes the same draws
+    reparameterised within their components and returns the log-weights of the drawn
+    components, for a score-function gradient of the choice; ``rsample_stratified`` draws
+    from every component with the ordinary reparameterisation trick (Simkus & Gutmann,
+    2024, sec. 4).
     """
 
     def __init__(self, logits: Tensor, loc: Tensor, scale: Tensor) -> None:
@@ -127,18 +130,35 @@ class NormalMixture:
     def sample(self, sample_shape=(), generator: GeneratorLike = None) -> Tensor:
         """Ancestral draws without gradients, shape ``sample_shape + [B, d]``."""
         with torch.no_grad():
-            return self._ancestral_draw(torch.Size(sample_shape), generator)
+            return self._ancestral_draw(torch.Size(sample_shape), generator)[0]
 
-    def _ancestral_draw(self, sample_shape: torch.Size, generator) -> Tensor:
+    def _ancestral_draw(self, sample_shape: torch.Size, generator) -> tuple[Tensor, Tensor]:
+        """Draws ``[*S, B, d]``, reparameterised within their components, and the drawn
+        components ``[*S, B]`` (the choice itself carries no gradient)."""
         n_draws = max(1, math.prod(sample_shape))
         batch, _, dim = self.loc.shape
         probs = torch.softmax(self.logits.detach(), dim=-1)  # [B, K]
-        k = categorical(probs, n_draws, generator)  # [B, N]
-        k = k.T.reshape(*sample_shape, batch, 1, 1).expand(*sample_shape, batch, 1, dim)
-        loc = torch.gather(self.loc.detach().expand(*sample_shape, *self.loc.shape), -2, k)
-        scale = torch.gather(self.scale.detach().expand(*sample_shape, *self.scale.shape), -2, k)
+        k = categorical(probs, n_draws, generator).T.reshape(*sample_shape, batch)  # [*S, B]
+        index = k[..., None, None].expand(*sample_shape, batch, 1, dim)
+        loc = torch.gather(self.loc.expand(*sample_shape, *self.loc.shape), -2, index)
+        scale = torch.gather(self.scale.expand(*sample_shape, *self.scale.shape), -2, index)
         eps = _standard_normal(loc.shape, loc, generator, len(sample_shape))  # [*S, B, 1, d]
-        return (loc + scale * eps).squeeze(-2)  # [*S, B, d]
+        return (loc + scale * eps).squeeze(-2), k  # [*S, B, d], [*S, B]
+
+    def rsample_choice_score(self, sample_shape=(), generator: GeneratorLike = None) -> tuple[Tensor, Tensor]:
+        """Ancestral draws for score-function gradients of the component choice.
+
+        Returns the draws ``z`` (``sample_shape + [B, d]``), reparameterised within their
+        components, and ``log pi_k`` of the drawn components (``sample_shape + [B]``),
+        attached to the graph. An objective ``f(z)`` then has the unbiased gradient of
+        ``E_q[f]`` from ``f(z) + log pi_k * sg(f(z) - b)`` for any baseline ``b`` that does
+        not depend on the draw (Williams, 1992); the path gradient reaches only the drawn
+        component's ``loc`` and ``scale``.
+        """
+        sample_shape = torch.Size(sample_shape)
+        z, k = self._ancestral_draw(sample_shape, generator)
+        log_pi = self.log_weights.expand(*sample_shape, *self.logits.shape)  # [*S, B, K]
+        return z, torch.gather(log_pi, -1, k.unsqueeze(-1)).squeeze(-1)
 
     def rsample_stratified(self, sample_shape=(), generator: GeneratorLike = None) -> Tensor:
         """Reparameterised draws from every component: ``sample_shape + [K, B, d]``."""
@@ -157,7 +177,8 @@ class NormalMixture:
         in closed form and solved as a batched lower-triangular system.
         """
         sample_shape = torch.Size(sample_shape)
-        z = self._ancestral_draw(sample_shape, generator)  # [*S, B, d], no grad
+        with torch.no_grad():
+            z = self._ancestral_draw(sample_shape, generator)[0]  # [*S, B, d]
         if not (self.logits.requires_grad or self.loc.requires_grad or self.scale.requires_grad):
             return z
         transform, jacobian = self._distributional_transform(z)

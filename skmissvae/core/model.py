@@ -131,6 +131,7 @@ def finite_mixture_objective(
     n_particles: int = 5,
     dreg: bool = False,
     stl: bool = True,
+    choice_gradient: str = "implicit",
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Per-row training objective of MVAE/MIWAE/MissVAE/MissSVAE/MissIWAE/MissSIWAE.
@@ -148,6 +149,12 @@ def finite_mixture_objective(
     stl : bool
         Sticking-the-landing encoder gradients (default); False gives the total
         reparameterisation gradient, score term of ``log q`` included.
+    choice_gradient : {"implicit", "score"}
+        How ancestral draws from a mixture pass gradients to the mixture weights:
+        implicit reparameterisation through the mixture's distributional transform (the
+        paper's), or the score function of the component choice with a leave-one-out
+        baseline (``objectives.choice_signal``), the draws then reparameterised within
+        their components. Ignored for stratified sampling and a single Gaussian.
 
     Returns
     -------
@@ -157,8 +164,14 @@ def finite_mixture_objective(
         raise ValueError(f"Unknown objective {objective!r} or sampling {sampling!r}.")
     q = model.encode(x_filled, observed, generator)
     stratified = isinstance(q, NormalMixture) and sampling == "stratified"
-    if dreg and (objective != "iwelbo" or stratified or not stl):
-        raise ValueError("DReG applies to the IWELBO with a Gaussian or ancestral encoder and STL.")
+    if choice_gradient not in ("implicit", "score"):
+        raise ValueError(f"Unknown choice_gradient {choice_gradient!r}.")
+    score_choice = isinstance(q, NormalMixture) and not stratified and choice_gradient == "score"
+    if dreg and (objective != "iwelbo" or stratified or not stl or score_choice):
+        raise ValueError(
+            "DReG applies to the IWELBO with STL and a Gaussian encoder or an ancestral one "
+            "with implicit reparameterisation."
+        )
     if stratified:
         per_component = n_particles // q.n_components
         if per_component < 1 or n_particles % q.n_components:
@@ -171,6 +184,13 @@ def finite_mixture_objective(
         bound = objectives.stratified_iwelbo if objective == "iwelbo" else objectives.stratified_elbo
         return bound(log_w, q.log_weights)
 
+    if score_choice:
+        z, log_pi = q.rsample_choice_score((n_particles,), generator)  # [S, B, d], [S, B]
+        log_w = model.log_weights(x_filled, observed, z, q, generator, stl)  # [S, B]
+        bound = objectives.elbo(log_w) if objective == "elbo" else objectives.iwelbo(log_w)
+        # Adds the score-function gradient of the choices and leaves the value unchanged.
+        surrogate = (log_pi * objectives.choice_signal(log_w.detach(), objective)).sum(0)
+        return bound + (surrogate - surrogate.detach())
     if isinstance(q, NormalMixture):
         z = q.rsample_ancestral((n_particles,), generator)  # [S, B, d]
     else:

@@ -52,18 +52,22 @@ class FiniteMixtureProblem(TrainingProblem):
         Latent draws per row per step; also the importance samples with which held-out
         entries are imputed for ``validation_split="entries"``.
     gradient_estimator : {"stl", "dreg", "total"}
+    choice_gradient : {"implicit", "score"}
+        How ancestral mixture draws reach the mixture weights (``finite_mixture_objective``).
     parameters : list of nn.Parameter, optional
         What the optimiser updates (default: the whole model; the encoder alone when the
         decoder is frozen, as in the refit of ``evaluation.refit_test_log_likelihood``).
     """
 
     def __init__(self, model: MissingDataVAE, *, objective: str, sampling: str, n_particles: int,
-                 gradient_estimator: str = "stl", parameters=None) -> None:
+                 gradient_estimator: str = "stl", choice_gradient: str = "implicit",
+                 parameters=None) -> None:
         super().__init__(model)
         self.objective_name = objective
         self.sampling = sampling
         self.n_particles = n_particles
         self.gradient_estimator = gradient_estimator
+        self.choice_gradient = choice_gradient
         self._parameters = parameters
 
     def parameters(self):
@@ -77,6 +81,7 @@ class FiniteMixtureProblem(TrainingProblem):
             n_particles=self.n_particles,
             dreg=self.gradient_estimator == "dreg",
             stl=self.gradient_estimator != "total",
+            choice_gradient=self.choice_gradient,
             generator=generator,
         )
 

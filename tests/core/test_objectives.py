@@ -128,3 +128,41 @@ def test_stratified_bounds_pass_gradients_to_the_mixture_weights(bound):
     )
     best = per_component.argmax(0)  # [B]
     assert (logits.grad.argmax(-1) == best).all()
+
+
+# -- learning signals of the component choices ---------------------------------------------
+
+
+def test_elbo_choice_signal_is_the_log_weight_against_the_others_mean():
+    log_w = _log_w(4, 3, seed=5)
+    signal = objectives.choice_signal(log_w, "elbo")
+    for s in range(4):
+        others = torch.cat([log_w[:s], log_w[s + 1:]]).mean(0)
+        torch.testing.assert_close(signal[s], (log_w[s] - others) / 4)
+
+
+def test_iwelbo_choice_signal_is_vimco_leave_one_out():
+    # Mnih & Rezende (2016): the bound minus the bound with log w_s replaced by the mean
+    # of the other particles' log-weights; written out with a loop.
+    log_w = _log_w(5, 3, seed=6)
+    signal = objectives.choice_signal(log_w, "iwelbo")
+    for s in range(5):
+        replaced = log_w.clone()
+        replaced[s] = torch.cat([log_w[:s], log_w[s + 1:]]).mean(0)
+        expected = objectives.iwelbo(log_w) - objectives.iwelbo(replaced)
+        torch.testing.assert_close(signal[s], expected)
+
+
+@pytest.mark.parametrize("objective", ["elbo", "iwelbo"])
+def test_choice_signal_is_zero_for_equal_log_weights_and_the_bound_alone_for_one_particle(objective):
+    equal = torch.full((4, 2), -3.0, dtype=torch.float64)
+    torch.testing.assert_close(objectives.choice_signal(equal, objective), torch.zeros(4, 2, dtype=torch.float64))
+    single = _log_w(1, 3, seed=7)
+    torch.testing.assert_close(objectives.choice_signal(single, objective), single)
+
+
+def test_choice_signal_rewards_the_better_particle():
+    log_w = torch.tensor([[0.0], [-2.0], [-2.0]], dtype=torch.float64)
+    for objective in ("elbo", "iwelbo"):
+        signal = objectives.choice_signal(log_w, objective)
+        assert signal[0] > 0 > signal[1]

@@ -467,6 +467,9 @@ def test_init_only_stores_parameters():
         (dict(n_components=2, objective="iwelbo", sampling="stratified", n_particles=4,
               gradient_estimator="dreg"), "dreg"),
         (dict(n_components=1, objective="elbo", gradient_estimator="dreg"), "dreg"),
+        (dict(n_components=2, objective="iwelbo", sampling="ancestral", gradient_estimator="dreg"),
+         "choice_gradient='implicit'"),
+        (dict(choice_gradient="reinforce"), "choice_gradient"),
     ],
 )
 def test_invalid_parameters_raise_at_fit(make_imputer, X_missing, params, match):
@@ -482,8 +485,10 @@ def test_invalid_parameters_raise_at_fit(make_imputer, X_missing, params, match)
         dict(n_components=3, sampling="ancestral", n_particles=4),  # no multiple needed
         dict(n_components=1, objective="iwelbo", sampling="stratified", n_particles=3),
         dict(n_components=1, objective="iwelbo", gradient_estimator="dreg"),
-        dict(n_components=2, objective="iwelbo", sampling="ancestral", gradient_estimator="dreg"),
+        dict(n_components=2, objective="iwelbo", sampling="ancestral", gradient_estimator="dreg",
+             choice_gradient="implicit"),
         dict(n_components=2, objective="elbo", sampling="ancestral", gradient_estimator="total"),
+        dict(n_components=2, objective="iwelbo", sampling="ancestral", choice_gradient="implicit"),
         dict(n_components=2, sampling="stratified", n_particles=2, gradient_estimator="total"),
         dict(dropout=0.3, n_hidden_blocks=0, lr_schedule="constant", clip_grad_norm=None),
     ],
@@ -828,13 +833,15 @@ def test_methods_table_matches_docs():
 
 
 @pytest.mark.parametrize(
-    "method, resolved",
-    [("MVAE", "stl"), ("MIWAE", "stl"), ("MissVAE", "total"), ("MissSVAE", "stl"),
-     ("MissIWAE", "stl"), ("MissSIWAE", "stl")],
+    "method, choice_gradient, resolved",
+    [("MVAE", "score", "stl"), ("MIWAE", "score", "stl"), ("MissVAE", "score", "stl"),
+     ("MissVAE", "implicit", "total"), ("MissSVAE", "score", "stl"), ("MissIWAE", "score", "stl"),
+     ("MissIWAE", "implicit", "stl"), ("MissSIWAE", "score", "stl")],
 )
-def test_auto_gradient_estimator_is_total_only_for_ancestral_elbo(make_imputer, X_missing,
-                                                                  method, resolved):
-    params = dict(METHODS[method], n_particles=METHODS[method].get("n_components", 1) * 2
+def test_auto_gradient_estimator_is_total_only_for_the_implicit_ancestral_elbo(
+        make_imputer, X_missing, method, choice_gradient, resolved):
+    params = dict(METHODS[method], choice_gradient=choice_gradient,
+                  n_particles=METHODS[method].get("n_components", 1) * 2
                   if METHODS[method].get("sampling") == "stratified" else 2)
     curves = {
         name: make_imputer(**params, gradient_estimator=name, max_iter=3).fit(X_missing).loss_curve_
@@ -901,3 +908,13 @@ def test_learning_rate_auto_trains_as_its_resolved_value(make_imputer, X_missing
     auto = weights("auto")  # 120 rows, 3 epochs of batch 32: 12 steps, so 3e-3
     assert torch.equal(auto, weights(3e-3))
     assert not torch.allclose(auto, weights(1e-3))
+
+
+@pytest.mark.parametrize("method, matters", [("MissVAE", True), ("MissIWAE", True), ("MissSIWAE", False),
+                                              ("MIWAE", False)])
+def test_choice_gradient_changes_only_ancestral_mixture_fits(make_imputer, X_missing, method, matters):
+    params = dict(METHODS[method], n_particles=10 if method == "MissSIWAE" else 2, max_iter=3,
+                  gradient_estimator="stl")
+    curves = [make_imputer(**params, choice_gradient=name).fit(X_missing).loss_curve_
+              for name in ("score", "implicit")]
+    assert (curves[0] != curves[1]) == matters

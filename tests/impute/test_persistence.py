@@ -247,6 +247,17 @@ def test_format_1_0_files_load_with_the_fixed_floor_they_were_trained_with(tmp_p
     assert loaded.min_scale == SCALE_FLOOR and loaded.model_.likelihood.min_scale == SCALE_FLOOR
 
 
+def test_files_before_format_1_4_load_with_the_implicit_choice_gradient(tmp_path):
+    # Ancestral mixtures were trained with implicit reparameterisation before the choice
+    # of gradient existed, so further training of a loaded model keeps that estimator.
+    state = torch.load(DATA / "mixture_format_1_1.pt", weights_only=True)
+    assert "choice_gradient" not in state["params"]
+    assert skmissvae.load(DATA / "mixture_format_1_1.pt").choice_gradient == "implicit"
+    imputer = ESTIMATORS["mixture"]().fit(correlated_table(40)[1])
+    skmissvae.save(imputer, tmp_path / "imputer.pt")
+    assert skmissvae.load(tmp_path / "imputer.pt").choice_gradient == "score"
+
+
 def test_loaded_model_keeps_min_scale(tmp_path):
     X = correlated_table(40)[1]
     imputer = ESTIMATORS["mixture"](min_scale=0.7).fit(X)
