@@ -304,24 +304,19 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
     particles) are the paper's best all-round choice (see "Default method" in the design
     notes, ``docs/design.md``).
 
-    One deliberate departure: with ``gradient_estimator="auto"`` (the default) MissVAE
-    trains with the total reparameterisation gradient instead of STL: with STL, MissVAE's
-    narrowest encoder components collapse in long training and its loss rises, while the
-    total gradient, which keeps the zero-mean score term of ``log q``, trains smoothly to
-    a higher test log-likelihood. For the IWELBO (MissIWAE) the total gradient does worse
-    than STL, so STL stays there (see "Gradient estimator for ancestral mixtures" in the
-    design notes, ``docs/design.md``). Set ``gradient_estimator="stl"`` to train exactly
-    as the paper does.
-
-    Where this implementation departs from the paper's findings: on the paper's toy data,
-    at this class's training budget, MissVAE scores below MVAE (grid log-likelihood about
-    0.4 nats per row lower at the defaults, 0.16 with ``clip_grad_norm=10``), although it
-    reaches a tighter held-out ELBO. Its training loss jumps up now and then, which MVAE's
-    does not; no setting tried reversed the order, and at the paper's own toy configuration
-    (constant learning rate, 500 epochs) MissVAE falls 1.7 nats behind MVAE. With a decaying
-    learning rate and longer training it does beat MVAE on real tables. Use stratified sampling (MissSVAE,
-    MissSIWAE) for a mixture encoder (see "Ancestral mixtures versus the single Gaussian"
-    in the design notes).
+    One deliberate departure: ancestral draws (MissVAE, MissIWAE) pass their gradient to
+    the mixture weights through the score function of the component choice
+    (``choice_gradient="score"``), not through the paper's implicit reparameterisation.
+    Both are unbiased for the same objective, but the implicit gradient grows like
+    ``1 / q(z)`` for draws between separated components: on the paper's toy data its
+    encoder gradient had 100 to 200 times the variance, and MissVAE trained with it scored
+    about 0.4 nats per row below MVAE. With the score function MissVAE and MissIWAE beat
+    their single-Gaussian counterparts on each of three seeds there (see "Gradient
+    estimator for ancestral mixtures" in the design notes, ``docs/design.md``).
+    ``choice_gradient="implicit"`` restores the paper's estimator; with it
+    ``gradient_estimator="auto"`` trains MissVAE with the total reparameterisation
+    gradient, which was steadier there than STL, so add ``gradient_estimator="stl"`` to
+    train exactly as the paper does.
 
     Data are standardised per column internally; all log-likelihoods are reported in the
     units of the data passed in.
