@@ -4,7 +4,7 @@ Compared: column means, ``KNNImputer``, ``IterativeImputer`` (BayesianRidge, the
 default), a MissForest-style ``IterativeImputer(ExtraTreesRegressor)``, and our variants:
 MissSIWAE (``MixtureVAEImputer`` defaults), MIWAE, MIWAE-20 (MIWAE with 20 particles, the
 MIWAE paper's setting) and MIWAE-20x3 (``VAEEnsembleImputer`` averaging three MIWAE-20
-fits); DeMissVAE on request. Every imputer is fitted on the incomplete table and scored on
+fits); MissIWAE and DeMissVAE on request. Every imputer is fitted on the incomplete table and scored on
 the originally missing cells.
 
 Protocols (the same masks for every method):
@@ -77,7 +77,7 @@ PROTOCOLS = {
     "mnar30": ("zscore", "mnar", 0.3, "rmse"),
 }
 BASELINES = ["mean", "knn", "mice", "missforest"]
-OURS = ["MissSIWAE", "MIWAE", "MIWAE-20", "MIWAE-20x3", "DeMissVAE-LAIR"]
+OURS = ["MissSIWAE", "MissIWAE", "MIWAE", "MIWAE-20", "MIWAE-20x3", "DeMissVAE-LAIR"]
 LONG = ["spambase", "letter", "yeast", "red_wine"]
 PLANS = {
     "small": {"seeds": [0, 1, 2, 3, 4], "max_rows": 1000, "steps": 1000, "semicontinuous": None,
