@@ -23,6 +23,7 @@ Usage::
 
     python benchmarks/downstream.py            # seeds 0 1 2, about 1,000 steps per VAE fit
     python benchmarks/downstream.py --quick    # smoke run
+    python benchmarks/downstream.py --method MissIWAE --output downstream_missiwae  # another method
 
 Writes ``benchmarks/results/downstream.md``, ``.csv`` and ``.png``.
 """
@@ -47,7 +48,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skmissvae import MixtureVAEImputer
+from skmissvae import METHODS, MixtureVAEImputer
 from skmissvae.datasets import make_mcar
 from skmissvae.evaluation import crps
 
@@ -69,15 +70,17 @@ def classifier():
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
 
-def vae(seed: int, n_rows: int, steps: int | None) -> MixtureVAEImputer:
-    """The default imputer; with ``steps``, ``max_iter`` set for about that many steps."""
+def vae(method: str, seed: int, n_rows: int, steps: int | None) -> MixtureVAEImputer:
+    """The imputer of ``method`` (a key of ``METHODS``) at the estimator's defaults; with
+    ``steps``, ``max_iter`` set for about that many steps."""
     if steps is None:
-        return MixtureVAEImputer(random_state=seed, device="cpu")
+        return MixtureVAEImputer(**METHODS[method], random_state=seed, device="cpu")
     steps_per_epoch = math.ceil(0.9 * n_rows / 128)  # 10 % of the rows are held out
-    return MixtureVAEImputer(max_iter=max(20, math.ceil(steps / steps_per_epoch)), random_state=seed, device="cpu")
+    return MixtureVAEImputer(**METHODS[method], max_iter=max(20, math.ceil(steps / steps_per_epoch)),
+                             random_state=seed, device="cpu")
 
 
-def accuracy_rows(name, seed, X_tr, X_te, Xc_tr, Xc_te, y_tr, y_te, steps, n_draws) -> list[dict]:
+def accuracy_rows(name, seed, X_tr, X_te, Xc_tr, Xc_te, y_tr, y_te, steps, n_draws, method_vae) -> list[dict]:
     rows = []
 
     def record(method, accuracy, fit_time):
@@ -89,7 +92,7 @@ def accuracy_rows(name, seed, X_tr, X_te, Xc_tr, Xc_te, y_tr, y_te, steps, n_dra
     for method, imputer in (
         ("mean", SimpleImputer()),
         ("MICE", IterativeImputer(max_iter=10, random_state=seed)),
-        ("MissSIWAE", vae(seed, len(X_tr), steps)),
+        (method_vae, vae(method_vae, seed, len(X_tr), steps)),
     ):
         start = time.perf_counter()
         pipe = make_pipeline(imputer, StandardScaler(), LogisticRegression(max_iter=2000)).fit(X_tr, y_tr)
@@ -98,7 +101,7 @@ def accuracy_rows(name, seed, X_tr, X_te, Xc_tr, Xc_te, y_tr, y_te, steps, n_dra
     # Multiple imputation: one classifier per imputed training copy; pool the probabilities.
     for method, imputer in (
         ("MICE posterior", None),
-        ("MissSIWAE", vae(seed, len(X_tr), steps)),
+        (method_vae, vae(method_vae, seed, len(X_tr), steps)),
     ):
         start = time.perf_counter()
         draws_tr, draws_te = _draws(method, imputer, X_tr, X_te, n_draws, seed)
@@ -120,13 +123,13 @@ def _draws(method, imputer, X_tr, X_te, n_draws, seed):
     return list(imputer.sample_imputations(X_tr, n_draws)), list(imputer.sample_imputations(X_te, n_draws))
 
 
-def coverage_rows(name, seed, X_tr, X_te, Xc_te, steps, n_draws) -> list[dict]:
+def coverage_rows(name, seed, X_tr, X_te, Xc_te, steps, n_draws, method_vae) -> list[dict]:
     """Coverage and width of central 90 % intervals of the draws, and CRPS, on missing test cells."""
     missing = np.isnan(X_te)
     scale = np.nanstd(X_tr, axis=0)  # widths and CRPS in per-column standard deviations
     rows = []
-    for method in ("MICE posterior", "MissSIWAE"):
-        imputer = vae(seed, len(X_tr), steps) if method == "MissSIWAE" else None
+    for method in ("MICE posterior", method_vae):
+        imputer = vae(method_vae, seed, len(X_tr), steps) if method == method_vae else None
         start = time.perf_counter()
         if method == "MICE posterior":
             fitted = IterativeImputer(sample_posterior=True, max_iter=10, random_state=seed).fit(X_tr)
@@ -213,6 +216,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=20, help="imputations for pooling")
     parser.add_argument("--coverage-draws", type=int, default=500, help="draws per cell for intervals and CRPS")
     parser.add_argument("--max-rows", type=int, default=2000)
+    parser.add_argument("--method", default="MissSIWAE", choices=list(METHODS),
+                        help="the VAE: a method of skmissvae.METHODS at the estimator's defaults "
+                             "(default MissSIWAE, the estimator's own default)")
     parser.add_argument("--output", default="downstream", help="results file stem")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, breast_cancer, 50 steps")
     args = parser.parse_args()
@@ -231,14 +237,15 @@ def main() -> None:
                 X_missing, X, y, test_size=0.3, stratify=y, random_state=seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                rows += accuracy_rows(name, seed, X_tr, X_te, Xc_tr, Xc_te, y_tr, y_te, args.steps, args.draws)
-                rows += coverage_rows(name, seed, X_tr, X_te, Xc_te, args.steps, args.coverage_draws)
+                rows += accuracy_rows(name, seed, X_tr, X_te, Xc_tr, Xc_te, y_tr, y_te, args.steps, args.draws,
+                                      args.method)
+                rows += coverage_rows(name, seed, X_tr, X_te, Xc_te, args.steps, args.coverage_draws, args.method)
             print(pd.DataFrame(rows[-12:])[["dataset", "kind", "method", "value"]].to_string(), flush=True)
     settings = (
         f"{MISSING_RATE:.0%} MCAR over all feature entries; stratified 70/30 train/test split per seed "
         f"{args.seeds}; at most {args.max_rows} rows. Classifier: StandardScaler + LogisticRegression. "
-        + ("MissSIWAE: MixtureVAEImputer defaults. " if args.steps is None else
-           f"MissSIWAE: MixtureVAEImputer defaults with about {args.steps} optimiser steps. ")
+        + f"{args.method}: MixtureVAEImputer(**METHODS[{args.method!r}]) at the estimator's defaults"
+        + ("" if args.steps is None else f", with about {args.steps} optimiser steps") + ". "
         + "MICE: "
         f"IterativeImputer(BayesianRidge, max_iter=10); its multiple imputations are repeated transforms "
         f"of one IterativeImputer(sample_posterior=True). Pooling uses M={args.draws} imputations; coverage, widths (in training "

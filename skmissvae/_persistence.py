@@ -256,12 +256,18 @@ def load(path):
         ) from None
 
 
-def _model_from_state(state: dict, version: tuple):
+def _params_from_state(state: dict, version: tuple) -> dict:
+    """An estimator's parameters, with those that older formats lacked set as they were then."""
     params = {key: _decode(entry) for key, entry in state["params"].items()}
     if tuple(version[:2]) < (1, 1):
         params["min_scale"] = SCALE_FLOOR  # the decoder's fixed floor before min_scale existed
     if tuple(version[:2]) < (1, 4) and state["estimator"] == "MixtureVAEImputer":
         params["choice_gradient"] = "implicit"  # the only estimator before choice_gradient existed
+    return params
+
+
+def _model_from_state(state: dict, version: tuple):
+    params = _params_from_state(state, version)
     estimator = _estimator_class(state["estimator"])(**params)
     attributes = {key: _decode(entry) for key, entry in state["attributes"].items()}
     if tuple(version[:2]) < (1, 3):
@@ -323,8 +329,7 @@ def _ensemble_from_state(state: dict, version: tuple):
 
     template = state["template"]
     if template is not None:
-        params = {key: _decode(entry) for key, entry in template["params"].items()}
-        template = _estimator_class(template["estimator"])(**params)
+        template = _estimator_class(template["estimator"])(**_params_from_state(template, version))
     params = {key: _decode(entry) for key, entry in state["params"].items()}
     if not state["members"]:
         raise IndexError("the ensemble has no members")

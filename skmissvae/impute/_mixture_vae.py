@@ -58,7 +58,7 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
     gradient_estimator : {"auto", "stl", "dreg", "total"}, default="auto"
         Encoder gradients: sticking the landing (``"stl"``, the paper's choice), doubly
         reparameterised (``"dreg"``; only with ``objective="iwelbo"`` and a
-        single-component or ancestral encoder), or the total reparameterisation gradient
+        single-component encoder, or an ancestral one with ``choice_gradient="implicit"``), or the total reparameterisation gradient
         (``"total"``), which keeps the zero-mean score term of ``log q``. ``"auto"`` is
         ``"total"`` for the ELBO with ancestral mixture sampling and
         ``choice_gradient="implicit"`` (MissVAE as in the paper) and ``"stl"`` otherwise
@@ -70,8 +70,9 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
         its component. ``"implicit"``: implicit reparameterisation through the mixture's
         distributional transform, the paper's estimator. Both are unbiased for the same
         objective; the implicit gradient is heavy-tailed once components separate, and
-        trained MissVAE and MissIWAE worse on the paper's toy data (see Notes). Ignored
-        for stratified sampling and a single Gaussian.
+        trained MissVAE and MissIWAE worse on the paper's toy data (see Notes). With
+        ``n_particles=1`` the score has no baseline and is noisier. Ignored for
+        stratified sampling and a single Gaussian.
     latent_dim : int, default=16
         Dimension of the latent space.
     hidden_width : int, default=128

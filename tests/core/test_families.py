@@ -340,3 +340,20 @@ def test_stratified_rsample_is_reparameterised():
     eps = (z.detach() - loc.detach().transpose(0, 1)) / scale.detach().transpose(0, 1)
     torch.testing.assert_close(scale.grad, eps.sum(0).transpose(0, 1))
     assert logits.grad is None
+
+
+def test_choice_score_draws_match_ancestral_draws_for_any_sample_shape():
+    # The same generator gives the same draws as sample(); log pi is that of each drawn
+    # component, attached to the logits.
+    logits = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    loc = torch.randn(3, 4, 2, dtype=torch.float64)
+    scale = torch.rand(3, 4, 2, dtype=torch.float64) + 0.1
+    q = NormalMixture(logits, loc, scale)
+    for shape in [(), (5,), (2, 3)]:
+        z, log_pi = q.rsample_choice_score(shape, torch.Generator().manual_seed(7))
+        assert z.shape == (*shape, 3, 2) and log_pi.shape == (*shape, 3)
+        torch.testing.assert_close(z, q.sample(shape, torch.Generator().manual_seed(7)))
+        _, k = q._ancestral_draw(torch.Size(shape), torch.Generator().manual_seed(7))
+        expected = torch.log_softmax(logits, -1).detach()[torch.arange(3), k]  # [*S, B]
+        torch.testing.assert_close(log_pi.detach(), expected)
+        assert log_pi.requires_grad

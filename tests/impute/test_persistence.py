@@ -253,6 +253,9 @@ def test_files_before_format_1_4_load_with_the_implicit_choice_gradient(tmp_path
     state = torch.load(DATA / "mixture_format_1_1.pt", weights_only=True)
     assert "choice_gradient" not in state["params"]
     assert skmissvae.load(DATA / "mixture_format_1_1.pt").choice_gradient == "implicit"
+    ensemble = skmissvae.load(DATA / "ensemble_format_1_2.pt")
+    assert [m.choice_gradient for m in ensemble.estimators_] == ["implicit"] * len(ensemble.estimators_)
+    assert ensemble.estimator.choice_gradient == "implicit"  # the template refits as the members were fitted
     imputer = ESTIMATORS["mixture"]().fit(correlated_table(40)[1])
     skmissvae.save(imputer, tmp_path / "imputer.pt")
     assert skmissvae.load(tmp_path / "imputer.pt").choice_gradient == "score"
