@@ -184,26 +184,25 @@ def finite_mixture_objective(
         bound = objectives.stratified_iwelbo if objective == "iwelbo" else objectives.stratified_elbo
         return bound(log_w, q.log_weights)
 
+    log_pi = None
     if score_choice:
         z, log_pi = q.rsample_choice_score((n_particles,), generator)  # [S, B, d], [S, B]
-        log_w = model.log_weights(x_filled, observed, z, q, generator, stl)  # [S, B]
-        bound = objectives.elbo(log_w) if objective == "elbo" else objectives.iwelbo(log_w)
-        # Adds the score-function gradient of the choices and leaves the value unchanged.
-        surrogate = (log_pi * objectives.choice_signal(log_w.detach(), objective)).sum(0)
-        return bound + (surrogate - surrogate.detach())
-    if isinstance(q, NormalMixture):
+    elif isinstance(q, NormalMixture):
         z = q.rsample_ancestral((n_particles,), generator)  # [S, B, d]
     else:
         z = q.rsample((n_particles,), generator)  # [S, B, d]
     log_w = model.log_weights(x_filled, observed, z, q, generator, stl)  # [S, B]
-    if objective == "elbo":
-        return objectives.elbo(log_w)
     if dreg and z.requires_grad:
         # DReG: scale the path gradient reaching z_i by its normalised weight once more,
         # turning the STL weights w~_i into w~_i**2 (Tucker et al., 2018, eq. 6).
         weights = torch.softmax(log_w.detach(), dim=0).unsqueeze(-1)  # [S, B, 1]
         z.register_hook(lambda grad: grad * weights)
-    return objectives.iwelbo(log_w)
+    bound = objectives.elbo(log_w) if objective == "elbo" else objectives.iwelbo(log_w)
+    if log_pi is None:
+        return bound
+    # Adds the score-function gradient of the choices and leaves the value unchanged.
+    surrogate = (log_pi * objectives.choice_signal(log_w.detach(), objective)).sum(0)
+    return bound + (surrogate - surrogate.detach())
 
 
 # ---------------------------------------------------------------------------------------
