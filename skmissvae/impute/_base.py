@@ -42,6 +42,11 @@ _AUTO_MIN_EPOCHS, _AUTO_MIN_STEPS = 200, 5000
 # Short runs (tables of up to a few thousand rows) impute better with it; long ones fit
 # the toy data worse (see "Learning rate" in the design notes).
 _AUTO_LR_SHORT, _AUTO_LR_LONG, _AUTO_LR_MAX_STEPS = 3e-3, 1e-3, 5000
+# min_effective_samples="auto": transform and sample_imputations stop a row at this
+# effective sample size; score_samples draws all n_score_samples. Imputations stayed within
+# the Monte-Carlo noise of all 1,000 samples, scores did not (see "Importance samples" in
+# the design notes).
+_AUTO_IMPUTE_ESS = 100
 
 
 def cpu_generator_from(generator: torch.Generator) -> torch.Generator:
@@ -143,7 +148,7 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
         "n_impute_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_score_samples": [Interval(numbers.Integral, 1, None, closed="left")],
-        "min_effective_samples": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "min_effective_samples": [Interval(numbers.Real, 0, None, closed="neither"), StrOptions({"auto"}), None],
         "column_statistics": [ColumnStatistics, None],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
         "random_state": ["random_state"],
@@ -418,7 +423,11 @@ class BaseVAEImputer(LikelihoodImputerMixin, OneToOneFeatureMixin, TransformerMi
     def _inference(self, kind: str) -> dict:
         """The fitted model's Monte-Carlo settings for ``kind`` ("impute" or "score")."""
         n_samples = self.n_score_samples if kind == "score" else self.n_impute_samples
-        return {"n_samples": n_samples, "min_effective_samples": self.min_effective_samples,
+        min_effective_samples = self.min_effective_samples
+        if min_effective_samples == "auto":
+            # Imputations tolerate stopping early; a score would be biased low by it.
+            min_effective_samples = None if kind == "score" else _AUTO_IMPUTE_ESS
+        return {"n_samples": n_samples, "min_effective_samples": min_effective_samples,
                 "random_state": self.random_state}
 
     # -- training -------------------------------------------------------------------------

@@ -156,12 +156,15 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
         continuous columns and the categories and levels of the discrete ones are taken
         from them instead of from ``X``, as ``classes`` in ``SGDClassifier.partial_fit``.
         Not for tables with semicontinuous columns.
-    min_effective_samples : float or None, default=None
+    min_effective_samples : float, "auto" or None, default="auto"
         Draw the importance samples of a row in rounds of 32 and stop once their
         effective sample size ``(sum w)**2 / sum w**2`` reaches this value;
         ``n_impute_samples`` and ``n_score_samples`` are then the most a row takes. None
-        draws all of them. Smaller values are faster and noisier (see "Importance
-        samples" in the design notes, ``docs/design.md``).
+        draws all of them. "auto" stops :meth:`transform` and
+        :meth:`sample_imputations` at 100 and lets :meth:`score_samples` draw all
+        ``n_score_samples``: imputations stay within the Monte-Carlo noise of all samples,
+        while stopping early would lower every score. Smaller values are faster and
+        noisier (see "Importance samples" in the design notes, ``docs/design.md``).
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where to train; outputs always come back as CPU arrays.
     random_state : int, RandomState instance or None, default=None
@@ -374,7 +377,7 @@ class MixtureVAEImputer(IncrementalFitMixin, BaseVAEImputer):
         tol=1e-3,
         n_impute_samples=1000,
         n_score_samples=1000,
-        min_effective_samples=None,
+        min_effective_samples="auto",
         column_statistics=None,
         device="auto",
         random_state=None,

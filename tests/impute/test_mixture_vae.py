@@ -456,6 +456,8 @@ def test_init_only_stores_parameters():
         (dict(tol=-1.0), "tol"),
         (dict(n_impute_samples=0), "n_impute_samples"),
         (dict(n_score_samples=0), "n_score_samples"),
+        (dict(min_effective_samples=0), "min_effective_samples"),
+        (dict(min_effective_samples="fast"), "min_effective_samples"),
         (dict(min_scale=0.0), "min_scale"),
         (dict(min_scale=-0.1), "min_scale"),
         (dict(device="tpu"), "device"),

@@ -99,7 +99,8 @@ def test_identical_rows_get_identical_draws_and_random_state_changes_them():
 def test_stopping_at_an_effective_sample_size_keeps_the_estimates():
     X = correlated_table(150, seed=4)[1]
     full = MixtureVAEImputer(**{**FAST_PARAMS, "max_iter": 20, "n_impute_samples": 2000,
-                                "n_score_samples": 2000, "random_state": 0}).fit(X)
+                                "n_score_samples": 2000, "min_effective_samples": None,
+                                "random_state": 0}).fit(X)
     adaptive = clone(full).set_params(min_effective_samples=200)
     adaptive.fitted_model_ = full.fitted_model_  # the same model, fewer draws per row
     missing = np.isnan(X)
@@ -107,3 +108,23 @@ def test_stopping_at_an_effective_sample_size_keeps_the_estimates():
     difference = (adaptive.transform(X) - full.transform(X)) / scale
     assert np.abs(difference[missing]).max() < 0.1
     assert abs(adaptive.score(X) - full.score(X)) < 0.05
+
+
+@pytest.mark.parametrize("estimator", [MixtureVAEImputer, DeMissVAEImputer])
+def test_auto_stops_imputations_early_and_scores_with_every_sample(estimator):
+    X = correlated_table(150, seed=4)[1]
+    imputer = estimator(**{**FAST_PARAMS, "max_iter": 20, "n_impute_samples": 2000,
+                           "n_score_samples": 2000, "random_state": 0}).fit(X)
+    assert imputer.min_effective_samples == "auto"  # the default
+
+    def outputs(setting):
+        imputer.set_params(min_effective_samples=setting)
+        return imputer.transform(X), imputer.sample_imputations(X, 3), imputer.score_samples(X)
+
+    auto, at_100, every_sample = outputs("auto"), outputs(100), outputs(None)
+    assert_array_equal(auto[0], at_100[0])
+    assert_array_equal(auto[1], at_100[1])
+    assert_array_equal(auto[2], every_sample[2])
+    # Each setting does change what it governs: rows did stop before 2,000 samples.
+    assert not np.array_equal(auto[0], every_sample[0])
+    assert not np.array_equal(auto[2], at_100[2])
