@@ -95,8 +95,9 @@ def load_data(data_seed: int):
 
 def make_imputer(method: str, seed: int, args):
     common = dict(column_types={j: "binary" for j in range(SIDE * SIDE)}, max_iter=args.epochs,
-                  early_stopping=False, n_impute_samples=args.impute_samples, random_state=seed,
-                  device="cpu", n_jobs=1)
+                  early_stopping=False, n_impute_samples=args.impute_samples,
+                  min_effective_samples=None,  # every importance sample, as the report says
+                  random_state=seed, device="cpu", n_jobs=1)
     if method in DEMISS:
         return DeMissVAEImputer(**DEMISS[method], **common)
     return MixtureVAEImputer(**METHODS[method], **common)

@@ -354,7 +354,8 @@ def describe(settings: dict, own_budget: bool = False) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", nargs="+", default=NAMES, choices=NAMES + OPTIONAL_NAMES)
+    parser.add_argument("--datasets", nargs="+", choices=NAMES + OPTIONAL_NAMES,
+                        help="default: the nine tables; with --merge, every table in the files")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     parser.add_argument("--seeds", type=int, nargs="+", help="default: by table size (PLANS)")
     parser.add_argument("--methods", nargs="+", choices=BASELINES + OURS + list(ENSEMBLES),
@@ -379,13 +380,15 @@ def main() -> None:
     command = "python benchmarks/imputation.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.merge:
         frame = pd.concat([read_labelled(item) for item in args.merge], ignore_index=True)
-        frame = frame[frame["dataset"].isin(args.datasets)]
+        if args.datasets is not None:
+            frame = frame[frame["dataset"].isin(args.datasets)]
         if args.seeds is not None:
             frame = frame[frame["seed"].isin(args.seeds)]
         write_report(frame, args.output, command.strip(), f"{SETTINGS} {args.note}".strip())
         return
     if args.quick:
         args.seeds, args.datasets, args.steps, args.protocols = [0], ["iris", "wine"], 100, ["miwae", "gain"]
+    args.datasets = args.datasets or NAMES
     require_tables(args.datasets)
     overrides = parse_settings(args.set)
     start = time.perf_counter()

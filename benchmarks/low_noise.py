@@ -266,12 +266,13 @@ def run_vae(table: str, data: dict, variant: str, seed: int, quick: bool, more_s
     scores.pop("_sse")
     more = {}
     if more_samples:  # the same model on the first 1,000 test rows, with more importance samples
+        imputer.set_params(min_effective_samples=None)  # every sample, in both imputations
         sub, first = test_missing[:1000], slice(0, 1000)
         sub_data = {**data, "test": data["test"][first], "observed": data["observed"][first],
                     "determined": data["determined"][first]}
         sub_data.pop("missforest_sse", None)
         more["gap_sub"] = float(ll_true[first].mean() - ll_model[first].mean())
-        more["rmse_determined_sub"] = imputation_scores(sub_data, imputed[first])["rmse_determined"]
+        more["rmse_determined_sub"] = imputation_scores(sub_data, imputer.transform(sub))["rmse_determined"]
         imputer.set_params(n_score_samples=more_samples, n_impute_samples=more_samples)
         more["gap_more_samples"] = float(ll_true[first].mean() - imputer.score(sub))
         more["rmse_determined_more_samples"] = imputation_scores(

@@ -31,7 +31,9 @@ __all__ = ["save", "load", "FORMAT_VERSION"]
 # 1.2 added ensembles (VAEEnsembleImputer): the members are stored as single models are.
 # 1.3 stores the fitted model whole (table encoder with every column type, proposal).
 # 1.4 added choice_gradient; older ancestral mixtures were trained with "implicit".
-FORMAT_VERSION = (1, 4)
+# 1.5 allows min_effective_samples="auto" (the new default); files without the parameter
+#     imputed with every sample, as None does.
+FORMAT_VERSION = (1, 5)
 
 _MAGIC = "skmissvae-estimator"
 
@@ -263,6 +265,8 @@ def _params_from_state(state: dict, version: tuple) -> dict:
         params["min_scale"] = SCALE_FLOOR  # the decoder's fixed floor before min_scale existed
     if tuple(version[:2]) < (1, 4) and state["estimator"] == "MixtureVAEImputer":
         params["choice_gradient"] = "implicit"  # the only estimator before choice_gradient existed
+    # Some 1.3 files predate min_effective_samples; its default then was None (every sample).
+    params.setdefault("min_effective_samples", None)
     return params
 
 

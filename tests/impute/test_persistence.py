@@ -247,6 +247,19 @@ def test_format_1_0_files_load_with_the_fixed_floor_they_were_trained_with(tmp_p
     assert loaded.min_scale == SCALE_FLOOR and loaded.model_.likelihood.min_scale == SCALE_FLOOR
 
 
+@pytest.mark.parametrize("name", ["mixture_format_1_1", "demissvae_format_1_1"])
+def test_files_without_min_effective_samples_impute_with_every_sample(name):
+    # They were written when the default drew every importance sample in every call.
+    assert "min_effective_samples" not in torch.load(DATA / f"{name}.pt", weights_only=True)["params"]
+    assert skmissvae.load(DATA / f"{name}.pt").min_effective_samples is None
+
+
+def test_ensembles_without_min_effective_samples_impute_with_every_sample():
+    ensemble = skmissvae.load(DATA / "ensemble_format_1_2.pt")
+    assert ensemble.estimator.min_effective_samples is None
+    assert [m.min_effective_samples for m in ensemble.estimators_] == [None] * len(ensemble.estimators_)
+
+
 def test_files_before_format_1_4_load_with_the_implicit_choice_gradient(tmp_path):
     # Ancestral mixtures were trained with implicit reparameterisation before the choice
     # of gradient existed, so further training of a loaded model keeps that estimator.
