@@ -265,7 +265,8 @@ def _params_from_state(state: dict, version: tuple) -> dict:
         params["min_scale"] = SCALE_FLOOR  # the decoder's fixed floor before min_scale existed
     if tuple(version[:2]) < (1, 4) and state["estimator"] == "MixtureVAEImputer":
         params["choice_gradient"] = "implicit"  # the only estimator before choice_gradient existed
-    # Some 1.3 files predate min_effective_samples; its default then was None (every sample).
+    # Files from before min_effective_samples existed (formats 1.0 to early 1.3) lack it;
+    # they imputed with every sample, as None does.
     params.setdefault("min_effective_samples", None)
     return params
 
