@@ -162,10 +162,10 @@ def finite_mixture_objective(
     """
     if objective not in ("elbo", "iwelbo") or sampling not in ("ancestral", "stratified"):
         raise ValueError(f"Unknown objective {objective!r} or sampling {sampling!r}.")
-    q = model.encode(x_filled, observed, generator)
-    stratified = isinstance(q, NormalMixture) and sampling == "stratified"
     if choice_gradient not in ("implicit", "score"):
         raise ValueError(f"Unknown choice_gradient {choice_gradient!r}.")
+    q = model.encode(x_filled, observed, generator)
+    stratified = isinstance(q, NormalMixture) and sampling == "stratified"
     score_choice = isinstance(q, NormalMixture) and not stratified and choice_gradient == "score"
     if dreg and (objective != "iwelbo" or stratified or not stl or score_choice):
         raise ValueError(
